@@ -1,0 +1,17 @@
+//! `tandem-graphs`: what a model *is*, independent of where it runs.
+//!
+//! [`ModelSpec`] holds the hyper-parameters of a decoder-only transformer and [`ModelWeights`] its
+//! tensors, both normalised to one convention (Hugging Face's: PyTorch shapes, q/k rows in the
+//! "rotate halves" RoPE order) whatever file they came from, so every delegate lowers one
+//! description.
+
+pub mod chat;
+pub mod gguf;
+pub mod hf;
+pub mod metadata;
+pub mod model;
+pub mod spec;
+pub mod tokenizer;
+
+pub use metadata::{GgufValue, Metadata};
+pub use spec::{Arch, LayerWeights, ModelSpec, ModelWeights, RopeScaling, RopeSpec};

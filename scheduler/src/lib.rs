@@ -1,0 +1,1 @@
+//! `tandem-scheduler`: turns a loaded model into generated tokens.
