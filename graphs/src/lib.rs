@@ -13,5 +13,7 @@ pub mod model;
 pub mod spec;
 pub mod tokenizer;
 
+pub use gguf::GgufFile;
 pub use metadata::{GgufValue, Metadata};
+pub use model::{load_weights, load_weights_gguf_bytes, LoadedModel, ModelFormat};
 pub use spec::{Arch, LayerWeights, ModelSpec, ModelWeights, RopeScaling, RopeSpec};
