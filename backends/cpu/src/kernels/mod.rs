@@ -1,1 +1,658 @@
-//! (being written)
+//! CPU compute kernels: weight matrices in f32/f16/bf16/q8_0/q4_0, `y = x · Wᵀ` over the pool,
+//! and the small vector helpers of a transformer block (RMSNorm, SwiGLU, softmax, dot, axpy).
+//!
+//! Every kernel has a scalar reference ([`scalar`]) and SIMD versions chosen once at run time
+//! ([`Isa`]): AVX2+FMA+F16C on x86_64, NEON (+ `dotprod` for the int8 dot) on aarch64.
+//! `TANDEM_CPU_ISA=scalar` (or the name of another available ISA) overrides the choice.
+//! Weight bytes may sit at any offset of a mapped file, so no kernel assumes alignment.
+
+use std::ops::Range;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use half::{bf16, f16};
+use tandem_hal::dtype::{dequantize_row, quantize_row_q4_0, quantize_row_q8_0};
+use tandem_hal::{BlockQ4_0, BlockQ8_0, DType, Error, HostBytes, Result, Tensor, QK8_0};
+
+use crate::pool::{split_range, ThreadPool};
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Environment variable that forces an instruction set (`scalar`, `avx2`, `neon`, `neon+dotprod`).
+pub const ISA_ENV: &str = "TANDEM_CPU_ISA";
+
+/// An instruction set a kernel can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    Scalar,
+    /// x86_64 with AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// aarch64 NEON without the int8 dot-product extension.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// aarch64 NEON with `sdot` (ARMv8.2 dotprod).
+    #[cfg(target_arch = "aarch64")]
+    NeonDotprod,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => "avx2+fma+f16c",
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => "neon",
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => "neon+dotprod",
+        }
+    }
+
+    /// Every ISA this CPU can run, best last (always starts with [`Isa::Scalar`]).
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut v = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            v.push(Isa::Avx2);
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push(Isa::Neon);
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                v.push(Isa::NeonDotprod);
+            }
+        }
+        v
+    }
+
+    /// The ISA the public kernels use: the best available, unless [`ISA_ENV`] names another
+    /// available one. Detected once.
+    pub fn selected() -> Isa {
+        static SELECTED: OnceLock<Isa> = OnceLock::new();
+        *SELECTED.get_or_init(|| {
+            let available = Isa::available();
+            let best = *available.last().unwrap_or(&Isa::Scalar);
+            match std::env::var(ISA_ENV) {
+                Ok(want) if !want.is_empty() => {
+                    let want = want.to_ascii_lowercase();
+                    let found = available
+                        .iter()
+                        .copied()
+                        .find(|i| i.name() == want || i.name().split('+').next() == Some(&want));
+                    found.unwrap_or_else(|| {
+                        tracing::warn!(
+                            "{ISA_ENV}={want} is not available on this CPU; using {}",
+                            best.name()
+                        );
+                        best
+                    })
+                }
+                _ => best,
+            }
+        })
+    }
+}
+
+/// Which instruction set the dispatch chose, e.g. `"avx2+fma+f16c"`, `"neon+dotprod"`, `"scalar"`.
+pub fn isa_name() -> &'static str {
+    Isa::selected().name()
+}
+
+/// A row-major weight matrix `[rows, cols]` in F32/F16/BF16/Q8_0/Q4_0 (`cols` a whole number of
+/// blocks). The bytes are used where they lie (e.g. inside a mapped file), at any alignment.
+#[derive(Clone, Debug)]
+pub struct Matrix {
+    pub dtype: DType,
+    pub rows: usize,
+    pub cols: usize,
+    pub data: HostBytes,
+}
+
+impl Matrix {
+    /// Wraps a 2-D tensor (a 1-D tensor is one row), checking its type and byte size.
+    pub fn from_tensor(t: &Tensor) -> Result<Matrix> {
+        let (rows, cols) = match t.shape.as_slice() {
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            s => {
+                return Err(Error::InvalidInput(format!(
+                    "tensor `{}`: a weight matrix must be 1-D or 2-D, shape is {s:?}",
+                    t.name
+                )))
+            }
+        };
+        Matrix::new(&t.name, t.dtype, rows, cols, t.data.clone())
+    }
+
+    /// Builds a matrix from raw bytes; `name` is only used in error messages.
+    pub fn new(
+        name: &str,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: HostBytes,
+    ) -> Result<Matrix> {
+        if dtype == DType::I32 {
+            return Err(Error::InvalidInput(format!(
+                "tensor `{name}`: {dtype} cannot be used as a weight matrix"
+            )));
+        }
+        let row_bytes = dtype.row_bytes(cols).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "tensor `{name}`: {cols} columns is not a whole number of {dtype} blocks of {}",
+                dtype.block_len()
+            ))
+        })?;
+        let expected = row_bytes.checked_mul(rows);
+        if expected != Some(data.len()) {
+            return Err(Error::InvalidInput(format!(
+                "tensor `{name}`: {} bytes for a [{rows}, {cols}] {dtype} matrix (needs {})",
+                data.len(),
+                expected.map_or_else(|| "overflow".to_string(), |e| e.to_string())
+            )));
+        }
+        Ok(Matrix {
+            dtype,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> usize {
+        self.dtype.row_bytes(self.cols).unwrap_or(0)
+    }
+
+    /// Raw bytes of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.data.as_bytes()[r * rb..(r + 1) * rb]
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Row `r` dequantized into `out` (`out.len() == cols`).
+    pub fn row_to_f32(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "row_to_f32: output length");
+        dequantize_row(self.dtype, self.row(r), out);
+    }
+
+    /// Re-encodes to `to`: f32/f16/bf16 by round-to-nearest conversion (exact when the value is
+    /// representable), q8_0/q4_0 with the reference quantizers (dequantizing a quantized source
+    /// first). Rows are converted in parallel over `pool`.
+    pub fn convert(&self, to: DType, pool: &ThreadPool) -> Result<Matrix> {
+        if to == self.dtype {
+            return Ok(self.clone());
+        }
+        let out_rb = to
+            .row_bytes(self.cols)
+            .filter(|_| to != DType::I32)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "cannot convert a [{}, {}] {} matrix to {to}",
+                    self.rows, self.cols, self.dtype
+                ))
+            })?;
+        let mut out = vec![0u8; out_rb * self.rows];
+        let nth = pool.n_threads();
+        let mut parts = Vec::with_capacity(nth);
+        let mut rest = out.as_mut_slice();
+        for ith in 0..nth {
+            let rows = split_range(self.rows, ith, nth, 1);
+            let (mine, tail) = rest.split_at_mut(rows.len() * out_rb);
+            parts.push(Mutex::new((rows, mine)));
+            rest = tail;
+        }
+        pool.run(|ith, _| {
+            let mut part = parts[ith].lock().unwrap_or_else(PoisonError::into_inner);
+            let (rows, bytes) = &mut *part;
+            let mut tmp = vec![0.0f32; self.cols];
+            for (r, dst) in rows.clone().zip(bytes.chunks_exact_mut(out_rb)) {
+                self.row_to_f32(r, &mut tmp);
+                encode_row(to, &tmp, dst);
+            }
+        });
+        drop(parts);
+        Matrix::new(
+            "converted",
+            to,
+            self.rows,
+            self.cols,
+            HostBytes::from_vec(out),
+        )
+    }
+}
+
+/// Encodes one f32 row into `dst` (exactly `to.row_bytes(src.len())` bytes).
+fn encode_row(to: DType, src: &[f32], dst: &mut [u8]) {
+    match to {
+        DType::F32 => {
+            for (d, v) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        DType::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&f16::from_f32(*v).to_le_bytes());
+            }
+        }
+        DType::BF16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
+            }
+        }
+        DType::Q8_0 => {
+            let mut blocks = vec![BlockQ8_0::default(); src.len() / QK8_0];
+            quantize_row_q8_0(src, &mut blocks);
+            for (d, b) in dst.chunks_exact_mut(scalar::Q8_0_BYTES).zip(&blocks) {
+                d[..2].copy_from_slice(&b.d.to_le_bytes());
+                for (o, &q) in d[2..].iter_mut().zip(&b.qs) {
+                    *o = q as u8;
+                }
+            }
+        }
+        DType::Q4_0 => {
+            let mut blocks = vec![BlockQ4_0::default(); src.len() / tandem_hal::QK4_0];
+            quantize_row_q4_0(src, &mut blocks);
+            for (d, b) in dst.chunks_exact_mut(scalar::Q4_0_BYTES).zip(&blocks) {
+                d[..2].copy_from_slice(&b.d.to_le_bytes());
+                d[2..].copy_from_slice(&b.qs);
+            }
+        }
+        DType::I32 => unreachable!("rejected by Matrix::convert"),
+    }
+}
+
+/// The activations of a matmul as the weight type wants them: f32 rows, or Q8_0 blocks per token.
+#[derive(Clone, Copy)]
+enum Act<'a> {
+    F32(&'a [f32], usize),
+    Q8(&'a [BlockQ8_0], usize),
+}
+
+impl<'a> Act<'a> {
+    fn f32_token(self, t: usize) -> &'a [f32] {
+        match self {
+            Act::F32(x, n) => &x[t * n..(t + 1) * n],
+            Act::Q8(..) => unreachable!("f32 activations expected"),
+        }
+    }
+
+    fn q8_token(self, t: usize) -> &'a [BlockQ8_0] {
+        match self {
+            Act::Q8(x, nb) => &x[t * nb..(t + 1) * nb],
+            Act::F32(..) => unreachable!("q8_0 activations expected"),
+        }
+    }
+}
+
+/// `RB` weight rows (starting at `r0`) times `NT` tokens (starting at `t0`) on `isa`.
+#[inline]
+fn tile<const RB: usize, const NT: usize>(
+    isa: Isa,
+    w: &Matrix,
+    r0: usize,
+    act: Act<'_>,
+    t0: usize,
+) -> [[f32; NT]; RB] {
+    let wr: [&[u8]; RB] = std::array::from_fn(|i| w.row(r0 + i));
+    if w.dtype.is_quantized() {
+        let xs: [&[BlockQ8_0]; NT] = std::array::from_fn(|j| act.q8_token(t0 + j));
+        quant_tile(isa, w.dtype, wr, xs)
+    } else {
+        let xs: [&[f32]; NT] = std::array::from_fn(|j| act.f32_token(t0 + j));
+        plain_tile(isa, w.dtype, wr, xs)
+    }
+}
+
+#[inline]
+fn plain_tile<const RB: usize, const NT: usize>(
+    isa: Isa,
+    dtype: DType,
+    w: [&[u8]; RB],
+    x: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    match isa {
+        Isa::Scalar => {
+            let f = match dtype {
+                DType::F32 => scalar::dot_f32_row,
+                DType::F16 => scalar::dot_f16_row,
+                DType::BF16 => scalar::dot_bf16_row,
+                _ => unreachable!("plain dtype expected"),
+            };
+            std::array::from_fn(|i| std::array::from_fn(|j| f(w[i], x[j])))
+        }
+        // SAFETY: `Isa::Avx2` is only ever selected after detecting AVX2, FMA and F16C; every
+        // weight row holds `x[j].len()` values of `dtype` (checked by `Matrix::new` and `matmul`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe {
+            match dtype {
+                DType::F32 => x86::tile_f32(w, x),
+                DType::F16 => x86::tile_f16(w, x),
+                DType::BF16 => x86::tile_bf16(w, x),
+                _ => unreachable!("plain dtype expected"),
+            }
+        },
+        // SAFETY: NEON ISAs are only selected after detecting NEON; row lengths as above.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDotprod => unsafe {
+            match dtype {
+                DType::F32 => neon::tile_f32(w, x),
+                DType::F16 => neon::tile_f16(w, x),
+                DType::BF16 => neon::tile_bf16(w, x),
+                _ => unreachable!("plain dtype expected"),
+            }
+        },
+    }
+}
+
+#[inline]
+fn quant_tile<const RB: usize, const NT: usize>(
+    isa: Isa,
+    dtype: DType,
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    match isa {
+        Isa::Scalar => {
+            let f = match dtype {
+                DType::Q8_0 => scalar::dot_q8_0_row,
+                DType::Q4_0 => scalar::dot_q4_0_row,
+                _ => unreachable!("quantized dtype expected"),
+            };
+            std::array::from_fn(|i| std::array::from_fn(|j| f(w[i], x[j])))
+        }
+        // SAFETY: `Isa::Avx2` is only selected after detecting AVX2, FMA and F16C; every weight
+        // row holds `x[j].len()` blocks of `dtype` (checked by `Matrix::new` and `matmul`).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe {
+            match dtype {
+                DType::Q8_0 => x86::tile_q8_0(w, x),
+                DType::Q4_0 => x86::tile_q4_0(w, x),
+                _ => unreachable!("quantized dtype expected"),
+            }
+        },
+        // SAFETY: NEON is detected before `Isa::Neon` is selected; row lengths as above.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe {
+            match dtype {
+                DType::Q8_0 => neon::tile_q8_0(w, x),
+                DType::Q4_0 => neon::tile_q4_0(w, x),
+                _ => unreachable!("quantized dtype expected"),
+            }
+        },
+        // SAFETY: NEON and dotprod are detected before `Isa::NeonDotprod` is selected.
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDotprod => unsafe {
+            match dtype {
+                DType::Q8_0 => neon::tile_q8_0_dot(w, x),
+                DType::Q4_0 => neon::tile_q4_0_dot(w, x),
+                _ => unreachable!("quantized dtype expected"),
+            }
+        },
+    }
+}
+
+/// Rows kept hot in cache while every token group of a prefill passes over them.
+const ROW_BLOCK: usize = 16;
+/// Tokens sharing one pass over a weight row in prefill.
+const TOKEN_TILE: usize = 4;
+
+/// Computes output rows `rows` for all tokens; `out[t]` is token `t`'s slice of those rows.
+fn matmul_rows(
+    isa: Isa,
+    w: &Matrix,
+    rows: Range<usize>,
+    act: Act<'_>,
+    n_tokens: usize,
+    out: &mut [&mut [f32]],
+) {
+    let base = rows.start;
+    // Decode (and a prefill's leftover tokens): four rows per pass, four independent streams.
+    let one_token = |out: &mut [&mut [f32]], rows: Range<usize>, t: usize| {
+        let mut r = rows.start;
+        while r + 4 <= rows.end {
+            let v = tile::<4, 1>(isa, w, r, act, t);
+            for (i, v) in v.iter().enumerate() {
+                out[t][r + i - base] = v[0];
+            }
+            r += 4;
+        }
+        for r in r..rows.end {
+            out[t][r - base] = tile::<1, 1>(isa, w, r, act, t)[0][0];
+        }
+    };
+    if n_tokens == 1 {
+        one_token(out, rows, 0);
+        return;
+    }
+    let mut rb = rows.start;
+    while rb < rows.end {
+        let block = rb..(rb + ROW_BLOCK).min(rows.end);
+        let mut t = 0;
+        while t + TOKEN_TILE <= n_tokens {
+            let mut r = block.start;
+            while r + 2 <= block.end {
+                let v = tile::<2, TOKEN_TILE>(isa, w, r, act, t);
+                for (i, v) in v.iter().enumerate() {
+                    for (j, v) in v.iter().enumerate() {
+                        out[t + j][r + i - base] = *v;
+                    }
+                }
+                r += 2;
+            }
+            if r < block.end {
+                let v = tile::<1, TOKEN_TILE>(isa, w, r, act, t);
+                for (j, v) in v[0].iter().enumerate() {
+                    out[t + j][r - base] = *v;
+                }
+            }
+            t += TOKEN_TILE;
+        }
+        for t in t..n_tokens {
+            one_token(out, block.clone(), t);
+        }
+        rb = block.end;
+    }
+}
+
+fn check_shapes(what: &str, w: &Matrix, x: &[f32], n_tokens: usize, y: &[f32]) {
+    assert_eq!(
+        x.len(),
+        n_tokens * w.cols,
+        "{what}: x must be [n_tokens, cols]"
+    );
+    assert_eq!(
+        y.len(),
+        n_tokens * w.rows,
+        "{what}: y must be [n_tokens, rows]"
+    );
+    assert_eq!(w.data.len(), w.rows * w.row_bytes(), "{what}: matrix bytes");
+    assert!(w.dtype != DType::I32, "{what}: i32 weights");
+}
+
+/// Quantizes each token's activations to Q8_0 with the reference quantizer (so every ISA sees
+/// identical blocks and the block dots are exact).
+fn quantize_act(
+    pool: Option<&ThreadPool>,
+    x: &[f32],
+    cols: usize,
+    n_tokens: usize,
+) -> Vec<BlockQ8_0> {
+    let nb = cols / QK8_0;
+    let mut q = vec![BlockQ8_0::default(); nb * n_tokens];
+    match pool {
+        Some(pool) if n_tokens >= 2 * pool.n_threads() && pool.n_threads() > 1 => {
+            let nth = pool.n_threads();
+            let mut parts = Vec::with_capacity(nth);
+            let mut rest = q.as_mut_slice();
+            for ith in 0..nth {
+                let toks = split_range(n_tokens, ith, nth, 1);
+                let (mine, tail) = rest.split_at_mut(toks.len() * nb);
+                parts.push(Mutex::new((toks, mine)));
+                rest = tail;
+            }
+            pool.run(|ith, _| {
+                let mut part = parts[ith].lock().unwrap_or_else(PoisonError::into_inner);
+                let (toks, blocks) = &mut *part;
+                for (t, b) in toks.clone().zip(blocks.chunks_exact_mut(nb.max(1))) {
+                    quantize_row_q8_0(&x[t * cols..(t + 1) * cols], b);
+                }
+            });
+        }
+        _ => {
+            for (t, b) in q.chunks_exact_mut(nb.max(1)).enumerate().take(n_tokens) {
+                quantize_row_q8_0(&x[t * cols..(t + 1) * cols], b);
+            }
+        }
+    }
+    q
+}
+
+/// `y[t*rows + r] = sum_k W[r,k] * x[t*cols + k]` for `t in 0..n_tokens` (`y = x · Wᵀ`), split
+/// across `pool` by output rows, on the [`Isa::selected`] instruction set. For Q8_0/Q4_0 weights
+/// `x` is first quantized to Q8_0 per token and each block dot is an exact integer dot.
+pub fn matmul(pool: &ThreadPool, w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
+    matmul_with_isa(Isa::selected(), pool, w, x, n_tokens, y)
+}
+
+/// [`matmul`] on a given instruction set (which must be in [`Isa::available`]); for tests and
+/// benchmarks comparing ISAs.
+pub fn matmul_with_isa(
+    isa: Isa,
+    pool: &ThreadPool,
+    w: &Matrix,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+) {
+    check_shapes("matmul", w, x, n_tokens, y);
+    assert!(
+        Isa::available().contains(&isa),
+        "matmul: {} is not available on this CPU",
+        isa.name()
+    );
+    if n_tokens == 0 || w.rows == 0 {
+        return;
+    }
+    let q;
+    let act = if w.dtype.is_quantized() {
+        q = quantize_act(Some(pool), x, w.cols, n_tokens);
+        Act::Q8(&q, w.cols / QK8_0)
+    } else {
+        Act::F32(x, w.cols)
+    };
+    let nth = pool.n_threads();
+    // Each thread owns a contiguous range of rows; its outputs are one slice per token.
+    let ranges: Vec<Range<usize>> = (0..nth)
+        .map(|ith| split_range(w.rows, ith, nth, 4))
+        .collect();
+    let mut parts: Vec<Vec<&mut [f32]>> = (0..nth).map(|_| Vec::with_capacity(n_tokens)).collect();
+    for token_y in y.chunks_exact_mut(w.rows) {
+        let mut rest = token_y;
+        for (ith, r) in ranges.iter().enumerate() {
+            let (mine, tail) = rest.split_at_mut(r.len());
+            parts[ith].push(mine);
+            rest = tail;
+        }
+    }
+    let parts: Vec<Mutex<Vec<&mut [f32]>>> = parts.into_iter().map(Mutex::new).collect();
+    pool.run(|ith, _| {
+        let rows = ranges[ith].clone();
+        if rows.is_empty() {
+            return;
+        }
+        let mut out = parts[ith].lock().unwrap_or_else(PoisonError::into_inner);
+        matmul_rows(isa, w, rows, act, n_tokens, &mut out);
+    });
+}
+
+/// Single-threaded scalar reference of [`matmul`]: one sequential f32 sum per output (for Q8_0/
+/// Q4_0, per-block exact i32 dots times both scales, `x` quantized by the hal reference).
+pub fn matmul_ref(w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
+    check_shapes("matmul_ref", w, x, n_tokens, y);
+    if n_tokens == 0 || w.rows == 0 {
+        return;
+    }
+    let q;
+    let act = if w.dtype.is_quantized() {
+        q = quantize_act(None, x, w.cols, n_tokens);
+        Act::Q8(&q, w.cols / QK8_0)
+    } else {
+        Act::F32(x, w.cols)
+    };
+    for t in 0..n_tokens {
+        for r in 0..w.rows {
+            y[t * w.rows + r] = tile::<1, 1>(Isa::Scalar, w, r, act, t)[0][0];
+        }
+    }
+}
+
+/// `out = x / sqrt(mean(x²) + eps) * weight` for one row.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    assert!(
+        weight.len() == x.len() && out.len() == x.len(),
+        "rms_norm: lengths differ"
+    );
+    let scale = scalar::rms_scale(dot(x, x), x.len(), eps);
+    for ((o, &xv), &wv) in out.iter_mut().zip(x).zip(weight) {
+        *o = xv * scale * wv;
+    }
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` with `silu(v) = v / (1 + e^-v)`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "silu_mul: lengths differ");
+    scalar::silu_mul(gate, up)
+}
+
+/// In-place softmax, max-subtracted. A row that is entirely `-inf` (fully masked) becomes uniform.
+pub fn softmax(x: &mut [f32]) {
+    scalar::softmax(x)
+}
+
+/// `sum_i a[i] * b[i]`.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: lengths differ");
+    match Isa::selected() {
+        Isa::Scalar => scalar::dot(a, b),
+        // SAFETY: AVX2+FMA were detected before `Isa::Avx2` was selected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::dot(a, b) },
+        // SAFETY: NEON was detected before a NEON ISA was selected.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDotprod => unsafe { neon::dot(a, b) },
+    }
+}
+
+/// `y += alpha * x`.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "axpy: lengths differ");
+    match Isa::selected() {
+        Isa::Scalar => scalar::axpy(alpha, x, y),
+        // SAFETY: AVX2+FMA were detected before `Isa::Avx2` was selected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::axpy(alpha, x, y) },
+        // SAFETY: NEON was detected before a NEON ISA was selected.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDotprod => unsafe { neon::axpy(alpha, x, y) },
+    }
+}
+
+/// `y += x`.
+pub fn add(y: &mut [f32], x: &[f32]) {
+    assert_eq!(x.len(), y.len(), "add: lengths differ");
+    // A plain loop: the compiler vectorizes it with the baseline ISA and it is bandwidth-bound.
+    scalar::add(y, x)
+}

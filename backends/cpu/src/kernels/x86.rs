@@ -1,0 +1,317 @@
+//! x86_64 kernels for AVX2 + FMA + F16C. Every function here must only be called after those
+//! three features were detected at run time ([`super::Isa::Avx2`]). All loads are unaligned.
+//!
+//! Tiles compute `RB` weight rows against `NT` tokens so each loaded (and converted) weight vector
+//! feeds `NT` FMAs; the int8 dot uses the `maddubs` trick (|w| as unsigned times x with w's sign).
+
+// Tile loops index several parallel register arrays by the same constant-bounded counter, which
+// LLVM unrolls into registers; iterator chains over them would only obscure that.
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use tandem_hal::BlockQ8_0;
+
+use super::scalar::{Q4_0_BYTES, Q8_0_BYTES};
+
+const F32: u8 = 0;
+const F16: u8 = 1;
+const BF16: u8 = 2;
+
+/// Horizontal sum of 8 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// f16 bits to f32 via F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn f16_to_f32(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Scale of the block at `p` (little-endian f16, any alignment).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn block_scale(p: *const u8) -> f32 {
+    f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
+}
+
+const fn elem_bytes(dt: u8) -> usize {
+    if dt == F32 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Eight consecutive weights at `p`, widened to f32.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load8<const DT: u8>(p: *const u8) -> __m256 {
+    match DT {
+        F32 => _mm256_loadu_ps(p.cast()),
+        F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+        _ => {
+            let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h))
+        }
+    }
+}
+
+/// One weight, widened to f32 (loop tails).
+#[inline]
+fn load1<const DT: u8>(w: &[u8], k: usize) -> f32 {
+    match DT {
+        F32 => f32::from_le_bytes([w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]]),
+        F16 => half::f16::from_le_bytes([w[2 * k], w[2 * k + 1]]).to_f32(),
+        _ => half::bf16::from_le_bytes([w[2 * k], w[2 * k + 1]]).to_f32(),
+    }
+}
+
+/// `out[i][j] = w[i] · x[j]` for a plain-typed weight row (`DT`) and f32 activations.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; each `w[i]` holds at least `x[0].len()` values and every
+/// `x[j]` has the same length.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn plain_tile<const DT: u8, const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    let n = if NT == 0 { 0 } else { x[0].len() };
+    let eb = elem_bytes(DT);
+    for i in 0..RB {
+        assert!(w[i].len() >= n * eb, "weight row shorter than activations");
+    }
+    for j in 0..NT {
+        assert_eq!(x[j].len(), n, "token rows differ in length");
+    }
+    let mut acc = [[_mm256_setzero_ps(); NT]; RB];
+    // A single pair has one dependency chain; give it a second so the FMA latency is hidden.
+    let mut acc2 = _mm256_setzero_ps();
+    let mut k = 0;
+    if RB == 1 && NT == 1 {
+        while k + 16 <= n {
+            let w0 = load8::<DT>(w[0].as_ptr().add(k * eb));
+            let w1 = load8::<DT>(w[0].as_ptr().add((k + 8) * eb));
+            acc[0][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[0].as_ptr().add(k)), acc[0][0]);
+            acc2 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[0].as_ptr().add(k + 8)), acc2);
+            k += 16;
+        }
+    }
+    while k + 8 <= n {
+        let mut xv = [_mm256_setzero_ps(); NT];
+        for j in 0..NT {
+            xv[j] = _mm256_loadu_ps(x[j].as_ptr().add(k));
+        }
+        for i in 0..RB {
+            let wv = load8::<DT>(w[i].as_ptr().add(k * eb));
+            for j in 0..NT {
+                acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
+            }
+        }
+        k += 8;
+    }
+    if RB == 1 && NT == 1 {
+        acc[0][0] = _mm256_add_ps(acc[0][0], acc2);
+    }
+    let mut out = [[0.0f32; NT]; RB];
+    for i in 0..RB {
+        for j in 0..NT {
+            let mut s = hsum(acc[i][j]);
+            for kk in k..n {
+                s += load1::<DT>(w[i], kk) * x[j][kk];
+            }
+            out[i][j] = s;
+        }
+    }
+    out
+}
+
+/// # Safety
+/// See [`plain_tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_f32<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    plain_tile::<F32, RB, NT>(w, x)
+}
+
+/// # Safety
+/// See [`plain_tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_f16<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    plain_tile::<F16, RB, NT>(w, x)
+}
+
+/// # Safety
+/// See [`plain_tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_bf16<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    plain_tile::<BF16, RB, NT>(w, x)
+}
+
+const Q8: u8 = 0;
+const Q4: u8 = 1;
+
+/// The 32 weights of the block at `p` as signed bytes, in element order.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_block<const QT: u8>(p: *const u8) -> __m256i {
+    if QT == Q8 {
+        _mm256_loadu_si256(p.add(2).cast())
+    } else {
+        // Low nibbles are elements 0..16, high nibbles 16..32, both stored as q + 8.
+        let b = _mm_loadu_si128(p.add(2).cast());
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(b, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), m);
+        _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8))
+    }
+}
+
+/// Eight i32 partial sums of `w · x` over one block, as f32. `aw = |w|`. `maddubs` multiplies
+/// unsigned by signed bytes, so the sign of `w` is moved onto `x`; pair sums stay below
+/// 2·128·127 < 2^15 because activations are in [-127, 127].
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn block_dot(w: __m256i, aw: __m256i, x: __m256i) -> __m256 {
+    let sx = _mm256_sign_epi8(x, w);
+    let p16 = _mm256_maddubs_epi16(aw, sx);
+    let p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+    _mm256_cvtepi32_ps(p32)
+}
+
+/// `out[i][j] = w[i] · x[j]` for quantized weight rows (`QT`) and Q8_0 activations.
+///
+/// # Safety
+/// AVX2, FMA and F16C must be available; each `w[i]` holds at least `x[0].len()` blocks and every
+/// `x[j]` has the same number of blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quant_tile<const QT: u8, const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    let nb = if NT == 0 { 0 } else { x[0].len() };
+    let bb = if QT == Q8 { Q8_0_BYTES } else { Q4_0_BYTES };
+    for i in 0..RB {
+        assert!(w[i].len() >= nb * bb, "weight row shorter than activations");
+    }
+    for j in 0..NT {
+        assert_eq!(x[j].len(), nb, "token rows differ in length");
+    }
+    let mut acc = [[_mm256_setzero_ps(); NT]; RB];
+    for b in 0..nb {
+        let mut wq = [_mm256_setzero_si256(); RB];
+        let mut aw = [_mm256_setzero_si256(); RB];
+        let mut dw = [0.0f32; RB];
+        for i in 0..RB {
+            let p = w[i].as_ptr().add(b * bb);
+            wq[i] = load_block::<QT>(p);
+            aw[i] = _mm256_sign_epi8(wq[i], wq[i]);
+            dw[i] = block_scale(p);
+        }
+        for j in 0..NT {
+            let xb = &x[j][b];
+            let xq = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+            let dx = f16_to_f32(xb.d.to_bits());
+            for i in 0..RB {
+                let s = block_dot(wq[i], aw[i], xq);
+                acc[i][j] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+            }
+        }
+    }
+    let mut out = [[0.0f32; NT]; RB];
+    for i in 0..RB {
+        for j in 0..NT {
+            out[i][j] = hsum(acc[i][j]);
+        }
+    }
+    out
+}
+
+/// # Safety
+/// See [`quant_tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_q8_0<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q8, RB, NT>(w, x)
+}
+
+/// # Safety
+/// See [`quant_tile`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile_q4_0<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q4, RB, NT>(w, x)
+}
+
+/// `sum a[i] * b[i]` with four independent accumulators.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `a.len() == b.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut k = 0;
+    while k + 32 <= n {
+        for (u, acc) in acc.iter_mut().enumerate() {
+            let o = k + 8 * u;
+            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(o)), _mm256_loadu_ps(pb.add(o)), *acc);
+        }
+        k += 32;
+    }
+    while k + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(
+            _mm256_loadu_ps(pa.add(k)),
+            _mm256_loadu_ps(pb.add(k)),
+            acc[0],
+        );
+        k += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut s = hsum(s);
+    for kk in k..n {
+        s += a[kk] * b[kk];
+    }
+    s
+}
+
+/// `y += alpha * x`.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `x.len() == y.len()`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let a = _mm256_set1_ps(alpha);
+    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    let mut k = 0;
+    while k + 8 <= n {
+        let v = _mm256_fmadd_ps(a, _mm256_loadu_ps(px.add(k)), _mm256_loadu_ps(py.add(k)));
+        _mm256_storeu_ps(py.add(k), v);
+        k += 8;
+    }
+    for kk in k..n {
+        y[kk] += alpha * x[kk];
+    }
+}
