@@ -1,1 +1,338 @@
-fn main() {}
+//! The `tandem` command line: `run`, `logits` and `info` over the facade in `lib.rs`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tandem::{
+    ChatMessage, GenerateRequest, LoadOptions, Model, ModelSource, SamplingParams, WeightFormat,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "On-device LLM runtime: prefill on the NPU, decode on the CPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming it to stdout; stats go to stderr.
+    Run(RunArgs),
+    /// One forward pass over the prompt; prints the last position's logits and every position's argmax as JSON.
+    Logits(LogitsArgs),
+    /// Print the parsed model spec and every tensor's type and size.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model: a Hugging Face directory (config.json + *.safetensors) or a .gguf file.
+    /// Without it, the small model embedded in the binary is used.
+    #[arg(short, long)]
+    model: Option<PathBuf>,
+    /// CPU threads (default: physical cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// How the CPU holds weights: auto (as stored), f32, f16, bf16, q8_0 or q4_0 (converted at load).
+    #[arg(long, default_value = "auto")]
+    cpu_weights: String,
+}
+
+#[derive(Args)]
+struct PromptArgs {
+    /// Prompt text.
+    #[arg(short, long, conflicts_with = "tokens")]
+    prompt: Option<String>,
+    /// Prompt as comma-separated token ids (no BOS is added).
+    #[arg(long, value_delimiter = ',')]
+    tokens: Option<Vec<u32>>,
+    /// Wrap the prompt as one user message in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    n_predict: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Drop tokens below min-p × the top probability (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Penalty for tokens seen in the last 64 (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0x7A4D_E300)]
+    seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Context length in tokens (0 = the model's, capped at 4096).
+    #[arg(long, default_value_t = 0)]
+    ctx: usize,
+    /// Print one JSON object (tokens, text, stats) at the end instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    /// Print JSON (the only output format; accepted for symmetry with `run`).
+    #[arg(long)]
+    json: bool,
+    /// Also print the logits of every position (`all_logits`, [n][vocab]).
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run(a),
+        Command::Logits(a) => logits(a),
+        Command::Info(a) => info(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ModelArgs) -> anyhow::Result<Model> {
+    let source = match &args.model {
+        Some(p) => ModelSource::Path(p.clone()),
+        None => ModelSource::Embedded,
+    };
+    let opts = LoadOptions {
+        threads: args.threads,
+        cpu_weights: WeightFormat::parse(&args.cpu_weights)?,
+    };
+    Ok(Model::load(&source, &opts)?)
+}
+
+fn prompt_tokens(
+    model: &Model,
+    p: &PromptArgs,
+    default_text: Option<&str>,
+) -> anyhow::Result<Vec<u32>> {
+    if let Some(t) = &p.tokens {
+        return Ok(t.clone());
+    }
+    let text = match (&p.prompt, default_text) {
+        (Some(t), _) => t.as_str(),
+        (None, Some(d)) => d,
+        (None, None) => anyhow::bail!("give a prompt with -p TEXT or --tokens 1,2,3"),
+    };
+    Ok(if p.chat {
+        model.encode_chat(&[ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        }])?
+    } else {
+        model.encode_prompt(text)?
+    })
+}
+
+/// Prompt used by `tandem run` when none is given, so the README's first command shows output.
+const DEFAULT_PROMPT: &str = "Once upon a time";
+
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let model = load(&a.model)?;
+    let default_prompt = a.model.model.is_none().then_some(DEFAULT_PROMPT);
+    let prompt = prompt_tokens(&model, &a.prompt, default_prompt)?;
+    let req = GenerateRequest {
+        prompt: prompt.clone(),
+        max_new_tokens: a.n_predict,
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            repeat_last_n: 64,
+            seed: a.seed,
+        },
+        stop_strings: a.stop.clone(),
+    };
+    let mut cache = model.new_cache(a.ctx);
+    let mut stdout = std::io::stdout().lock();
+    if !a.json && a.prompt.tokens.is_none() && a.prompt.prompt.is_none() {
+        // Show the default prompt so the continuation reads naturally.
+        write!(stdout, "{DEFAULT_PROMPT}")?;
+    }
+    let out = model.generate(&mut cache, &req, &mut |piece| {
+        if !a.json {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    })?;
+    let s = &out.stats;
+    let stats = json!({
+        "load_ms": model.load_ms,
+        "prompt_tokens": s.prompt_tokens,
+        "generated_tokens": s.generated_tokens,
+        "prefill_ms": s.prefill_ms,
+        "prefill_tok_s": s.prefill_tok_s,
+        "ttft_ms": s.ttft_ms,
+        "decode_ms": s.decode_ms,
+        "decode_tok_s": s.decode_tok_s,
+        "stop_reason": out.stop_reason,
+        "threads": model.cpu.pool().n_threads(),
+        "cpu_isa": tandem::cpu::kernels::isa_name(),
+        "cpu_weights": model.cpu.weight_dtype().name(),
+        "prefill_device": "cpu",
+        "decode_device": "cpu",
+    });
+    if a.json {
+        let doc = json!({
+            "prompt_tokens": prompt,
+            "generated_tokens": out.generated,
+            "text": out.text,
+            "stats": stats,
+        });
+        writeln!(stdout, "{doc}")?;
+    } else {
+        writeln!(stdout)?;
+        eprintln!(
+            "load {:.0} ms | prompt {} tok | prefill {:.1} tok/s | ttft {:.1} ms | decode {:.1} tok/s ({} tok, {}) | {} threads, {}, weights {}",
+            model.load_ms,
+            s.prompt_tokens,
+            s.prefill_tok_s,
+            s.ttft_ms,
+            s.decode_tok_s,
+            s.generated_tokens,
+            serde_json::to_value(out.stop_reason)?.as_str().unwrap_or("?"),
+            model.cpu.pool().n_threads(),
+            tandem::cpu::kernels::isa_name(),
+            model.cpu.weight_dtype(),
+        );
+    }
+    Ok(())
+}
+
+fn logits(a: LogitsArgs) -> anyhow::Result<()> {
+    let _ = a.json;
+    let model = load(&a.model)?;
+    let tokens = prompt_tokens(&model, &a.prompt, None)?;
+    if tokens.is_empty() {
+        anyhow::bail!("the prompt tokenized to nothing");
+    }
+    let vocab = model.loaded.spec.vocab_size;
+    let all = model.logits_all(&tokens)?;
+    let rows: Vec<&[f32]> = all.chunks_exact(vocab).collect();
+    let argmax: Vec<usize> = rows
+        .iter()
+        .map(|r| tandem::scheduler::sampling::argmax(r))
+        .collect();
+    let mut doc = json!({
+        "tokens": tokens,
+        "last_logits": rows.last().copied().unwrap_or_default(),
+        "argmax": argmax,
+    });
+    if a.all {
+        doc["all_logits"] = json!(rows);
+    }
+    println!("{doc}");
+    Ok(())
+}
+
+fn info(a: InfoArgs) -> anyhow::Result<()> {
+    let model = load(&a.model)?;
+    let m = &model.loaded;
+    let s = &m.spec;
+    println!("model: {}", m.path.display());
+    println!("format: {:?}", m.format);
+    println!("arch: {}", s.arch.name());
+    println!(
+        "layers {} | hidden {} | intermediate {} | heads {} (kv {}) | head_dim {} | vocab {}",
+        s.n_layers,
+        s.hidden_size,
+        s.intermediate_size,
+        s.n_heads,
+        s.n_kv_heads,
+        s.head_dim,
+        s.vocab_size
+    );
+    println!(
+        "rms_norm_eps {} | rope theta {} scaling {:?} | max positions {} | tied embeddings {} | qkv bias {} | qk norm {}",
+        s.rms_norm_eps,
+        s.rope.theta,
+        s.rope.scaling,
+        s.max_position_embeddings,
+        s.tie_word_embeddings,
+        s.qkv_bias,
+        s.qk_norm
+    );
+    println!(
+        "bos {:?} | eos {:?} | chat template: {}",
+        s.bos_token_id,
+        s.eos_token_ids,
+        if model.chat_template.is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    let tensors = m.weights.tensors();
+    let total: usize = tensors.iter().map(|t| t.data.len()).sum();
+    let params: usize = tensors.iter().map(|t| t.numel()).sum();
+    println!(
+        "tensors: {} | parameters {:.2} M | {:.2} MiB as stored | CPU compute weights {} ({:.2} MiB)",
+        tensors.len(),
+        params as f64 / 1e6,
+        total as f64 / (1 << 20) as f64,
+        model.cpu.weight_dtype(),
+        model.cpu.weight_bytes() as f64 / (1 << 20) as f64
+    );
+    for t in tensors {
+        println!(
+            "  {:<40} {:>5} {:?} {} bytes",
+            t.name,
+            t.dtype.name(),
+            t.shape,
+            t.data.len()
+        );
+    }
+    Ok(())
+}

@@ -1,1 +1,11 @@
 //! `tandem-scheduler`: turns a loaded model into generated tokens.
+//!
+//! Today every phase runs on the CPU: `generate` prefills the prompt in chunks and decodes with
+//! the [`sampling`] chain. NPU prefill, the KV handoff between devices, sessions shared between
+//! worker threads and placement policy arrive with the scheduler issue.
+
+pub mod generate;
+pub mod sampling;
+
+pub use generate::{generate, GenerateOutput, GenerateRequest, GenerationStats, StopReason};
+pub use sampling::{Sampler, SamplingParams};

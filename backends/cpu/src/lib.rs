@@ -5,5 +5,11 @@
 //!   NEON with dotprod on aarch64).
 //! * `pool` — the persistent worker pool every kernel splits its rows across.
 //! * `forward` — the transformer block of [`tandem_graphs::spec`] over a KV cache.
+pub mod forward;
 pub mod kernels;
+pub mod kv_cache;
 pub mod pool;
+
+pub use forward::{CpuModel, Logits, WeightFormat};
+pub use kv_cache::KvCache;
+pub use pool::ThreadPool;

@@ -1,0 +1,232 @@
+//! The CPU path against Hugging Face `transformers` reference outputs (tests/fixtures, made by
+//! `cargo xtask fixtures`): logits of every prompt position, last-position logits, greedy tokens
+//! and tokenization, for every fixture architecture and every file format we load.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tandem::{GenerateRequest, LoadOptions, Model, ModelSource, SamplingParams, WeightFormat};
+
+const MODELS: [&str; 4] = ["llama-gqa", "qwen2-tied", "qwen3-qknorm", "llama3-rope"];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+struct Reference {
+    json: Value,
+    /// Logits of every position of prompt 1, `[n, vocab]`.
+    all: Vec<f32>,
+    /// Last-position logits of each prompt, `[prompts, vocab]`.
+    last: Vec<f32>,
+    vocab: usize,
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn reference(model: &str) -> Reference {
+    let dir = fixtures().join(model);
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let vocab = json["vocab_size"].as_u64().unwrap() as usize;
+    Reference {
+        all: read_f32(&dir.join("logits_prompt1_all.bin")),
+        last: read_f32(&dir.join("logits_last.bin")),
+        json,
+        vocab,
+    }
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn load(path: &Path, threads: usize) -> Model {
+    let opts = LoadOptions {
+        threads,
+        cpu_weights: WeightFormat::AsStored,
+    };
+    Model::load(&ModelSource::Path(path.to_path_buf()), &opts)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Root-mean-square error relative to the reference's RMS.
+fn rel_rmse(got: &[f32], want: &[f32]) -> f32 {
+    let err: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| ((g - w) as f64).powi(2))
+        .sum();
+    let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
+    (err / norm).sqrt() as f32
+}
+
+/// Checks every comparison for one model file against the reference.
+/// `tol` bounds the max absolute logit error; greedy tokens must agree until the first step whose
+/// reference top-1/top-2 margin is below `2 * tol` (there, a legal rounding difference may flip it).
+fn check_exact(model_name: &str, path: &Path, tol: f32) {
+    let r = reference(model_name);
+    let m = load(path, 2);
+    let prompts = r.json["prompts"].as_array().unwrap();
+
+    // Tokenization matches the HF tokenizer.
+    for p in prompts {
+        let want = ids(&p["ids"]);
+        let got = m.encode_prompt(p["text"].as_str().unwrap()).unwrap();
+        assert_eq!(got, want, "{}: tokens of {:?}", path.display(), p["text"]);
+    }
+
+    // Every position of prompt 1.
+    let p1 = ids(&prompts[1]["ids"]);
+    let got = m.logits_all(&p1).unwrap();
+    let d = max_abs_diff(&got, &r.all);
+    assert!(
+        d <= tol,
+        "{}: all-position logits differ by {d} > {tol}",
+        path.display()
+    );
+
+    // Last position of each prompt, and greedy continuation with the KV cache.
+    for (i, p) in prompts.iter().enumerate() {
+        let prompt = ids(&p["ids"]);
+        let got = m.logits_all(&prompt).unwrap();
+        let last = &got[got.len() - r.vocab..];
+        let d = max_abs_diff(last, &r.last[i * r.vocab..(i + 1) * r.vocab]);
+        assert!(
+            d <= tol,
+            "{}: prompt {i} last logits differ by {d} > {tol}",
+            path.display()
+        );
+
+        let want = ids(&p["greedy"]);
+        let margins: Vec<f64> = p["greedy_margins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let req = GenerateRequest {
+            prompt: prompt.clone(),
+            max_new_tokens: want.len(),
+            sampling: SamplingParams::greedy(),
+            stop_strings: vec![],
+        };
+        let mut cache = m.new_cache(prompt.len() + want.len());
+        let out = m.generate(&mut cache, &req, &mut |_| {}).unwrap();
+        let comparable = margins
+            .iter()
+            .position(|&mg| mg < 2.0 * tol as f64)
+            .unwrap_or(want.len());
+        let n = comparable.min(out.generated.len());
+        assert_eq!(
+            &out.generated[..n],
+            &want[..n],
+            "{}: prompt {i} greedy tokens (comparable steps: {comparable})",
+            path.display()
+        );
+        assert!(
+            out.generated.len() >= comparable,
+            "{}: prompt {i} stopped after {} tokens, reference made {comparable} comparable ones",
+            path.display(),
+            out.generated.len()
+        );
+    }
+}
+
+#[test]
+fn hf_f32_matches_transformers_within_1e_4() {
+    for name in MODELS {
+        check_exact(name, &fixtures().join(name).join("hf-f32"), 1e-4);
+    }
+}
+
+#[test]
+fn gguf_f32_matches_transformers_within_1e_4() {
+    for name in MODELS {
+        check_exact(
+            name,
+            &fixtures()
+                .join(name)
+                .join("gguf")
+                .join(format!("{name}-f32.gguf")),
+            1e-4,
+        );
+    }
+}
+
+/// Quantized or half-precision weights against the f32 reference: bounded relative error and
+/// mostly the same argmax.
+fn check_bounded(model_name: &str, path: &Path, max_rel_rmse: f32, min_argmax_agree: f32) {
+    let r = reference(model_name);
+    let m = load(path, 2);
+    let p1 = ids(&r.json["prompts"][1]["ids"]);
+    let got = m.logits_all(&p1).unwrap();
+    let e = rel_rmse(&got, &r.all);
+    assert!(
+        e <= max_rel_rmse,
+        "{}: relative RMS logit error {e} > {max_rel_rmse}",
+        path.display()
+    );
+    let rows = p1.len();
+    let agree = (0..rows)
+        .filter(|&t| {
+            let a = &got[t * r.vocab..(t + 1) * r.vocab];
+            let b = &r.all[t * r.vocab..(t + 1) * r.vocab];
+            tandem::scheduler::sampling::argmax(a) == tandem::scheduler::sampling::argmax(b)
+        })
+        .count() as f32
+        / rows as f32;
+    assert!(
+        agree >= min_argmax_agree,
+        "{}: argmax agreement {agree} < {min_argmax_agree}",
+        path.display()
+    );
+    eprintln!(
+        "{}: rel rmse {e:.5}, argmax agreement {agree:.3}",
+        path.display()
+    );
+}
+
+#[test]
+fn half_precision_files_have_bounded_error() {
+    for name in MODELS {
+        let dir = fixtures().join(name);
+        check_bounded(name, &dir.join("hf-f16"), 2e-3, 0.9);
+        check_bounded(
+            name,
+            &dir.join("gguf").join(format!("{name}-f16.gguf")),
+            2e-3,
+            0.9,
+        );
+        if dir.join("hf-bf16").exists() {
+            check_bounded(name, &dir.join("hf-bf16"), 1.5e-2, 0.85);
+        }
+    }
+}
+
+#[test]
+fn quantized_gguf_has_bounded_error() {
+    for name in MODELS {
+        let gguf = fixtures().join(name).join("gguf");
+        check_bounded(name, &gguf.join(format!("{name}-q8_0.gguf")), 1e-2, 0.9);
+        check_bounded(name, &gguf.join(format!("{name}-q4_0.gguf")), 8e-2, 0.7);
+    }
+}
