@@ -1,17 +1,19 @@
 //! Idempotent installation of what the cross tests need: Debian packages for linking and running
-//! aarch64 binaries under qemu, rustup targets, rustup components. Present things are skipped.
+//! aarch64 binaries under qemu (and `unzip` for the QNN wheel), rustup targets, rustup
+//! components, and the QNN libraries (`crate::qnn`). Present things are skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::cmd;
+use crate::{cmd, qnn};
 
 pub const APT_PACKAGES: &[&str] = &[
     "qemu-user",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
+    "unzip",
 ];
 pub const RUST_TARGETS: &[&str] = &[
     "aarch64-unknown-linux-gnu",
@@ -31,6 +33,8 @@ pub fn all() -> Result<PathBuf> {
     rustup_components()?;
     let sysroot = aarch64_sysroot()?;
     println!("ensure: aarch64 sysroot {}", sysroot.display());
+    let qnn = qnn::ensure()?;
+    println!("ensure: QNN libraries {}", qnn.display());
     Ok(sysroot)
 }
 

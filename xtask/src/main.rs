@@ -6,6 +6,7 @@
 mod cmd;
 mod ensure;
 mod python;
+mod qnn;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -22,8 +23,12 @@ enum Task {
     /// Run every check CI runs: ensure, fmt, clippy, host tests, aarch64 tests under qemu,
     /// Android/iOS type-checks. Prints a summary and exits non-zero if any step failed.
     Test(test::Args),
-    /// Install (idempotently) the apt packages, rustup targets and components the tests need.
+    /// Install (idempotently) the apt packages, rustup targets and components the tests need,
+    /// and fetch the QNN libraries (`qnn-libs`).
     Ensure,
+    /// Download the pinned onnxruntime-qnn wheel once and extract the QNN HTP/System libraries
+    /// into .cache/qnn/; prints the folder to export as TANDEM_QNN_LIB_DIR.
+    QnnLibs,
     /// Regenerate tests/fixtures/ (tiny HF models, references, GGUF files) with Python.
     Fixtures(python::FixturesArgs),
     /// Regenerate assets/default-model.gguf (trained with torch; takes several minutes).
@@ -40,6 +45,7 @@ fn main() {
                 sysroot.display()
             );
         }),
+        Task::QnnLibs => qnn::run(),
         Task::Fixtures(args) => python::fixtures(&args),
         Task::DefaultModel(args) => python::default_model(&args),
     };

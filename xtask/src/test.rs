@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::ValueEnum;
 
-use crate::{cmd, ensure};
+use crate::{cmd, ensure, qnn};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +27,8 @@ pub enum Step {
     Fmt,
     /// `cargo clippy --workspace --all-targets -- -D warnings`
     Clippy,
-    /// `cargo test --workspace` on the host.
+    /// `cargo test --workspace` on the host, with TANDEM_QNN_LIB_DIR set to the QNN libraries
+    /// (fetched if missing; a failure to fetch fails the step).
     Test,
     /// tandem-cpu and tandem-hal tests for aarch64-unknown-linux-gnu, run under qemu.
     TestAarch64,
@@ -72,7 +73,14 @@ impl Step {
                 "-D",
                 "warnings",
             ])),
-            Step::Test => cmd::run(cmd::cargo().args(["test", "--workspace"])),
+            Step::Test => {
+                let qnn_dir = qnn::ensure()?;
+                cmd::run(
+                    cmd::cargo()
+                        .args(["test", "--workspace"])
+                        .env(qnn::LIB_DIR_ENV, qnn_dir),
+                )
+            }
             Step::TestAarch64 => {
                 let sysroot = ensure::aarch64_sysroot()?;
                 cmd::run(
