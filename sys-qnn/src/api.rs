@@ -831,6 +831,89 @@ fn buffer_len(op: &str, t: &TensorDesc, len: usize) -> Result<u32, QnnError> {
     })
 }
 
+/// Builds the `Qnn_OpConfig_t` for `op` (owning every C string and array it points at) and
+/// passes it to `call`.
+fn with_op_config<R>(
+    op: &OpSpec<'_>,
+    what: &str,
+    call: impl FnOnce(Qnn_OpConfig_t) -> R,
+) -> Result<R, QnnError> {
+    let what = what.to_string();
+    let name = cstring(&what, op.name)?;
+    let package = cstring(&what, op.package)?;
+    let type_name = cstring(&what, op.type_name)?;
+    let param_names: Vec<CString> = op
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Scalar { name, .. } | Param::Tensor { name, .. } => cstring(&what, name),
+        })
+        .collect::<Result<_, _>>()?;
+    // Dimension copies: QNN takes `uint32_t*` (non-const), so give it owned storage.
+    let mut param_dims: Vec<Vec<u32>> = op
+        .params
+        .iter()
+        .map(|p| match p {
+            Param::Tensor { tensor, .. } => tensor.dims.clone(),
+            Param::Scalar { .. } => Vec::new(),
+        })
+        .collect();
+    let mut params = Vec::with_capacity(op.params.len());
+    for ((p, pname), dims) in op.params.iter().zip(&param_names).zip(&mut param_dims) {
+        params.push(match p {
+            Param::Scalar { value, .. } => Qnn_Param_t {
+                param_type: QNN_PARAMTYPE_SCALAR,
+                name: pname.as_ptr(),
+                value: Qnn_ParamValue_t {
+                    scalar_param: *value,
+                },
+            },
+            Param::Tensor { tensor, data, .. } => Qnn_Param_t {
+                param_type: QNN_PARAMTYPE_TENSOR,
+                name: pname.as_ptr(),
+                value: Qnn_ParamValue_t {
+                    tensor_param: tensor.raw(
+                        dims,
+                        Qnn_ClientBuffer_t {
+                            data: data.as_ptr() as *mut c_void,
+                            data_size: buffer_len(&what, tensor, data.len())?,
+                        },
+                    ),
+                },
+            },
+        });
+    }
+    let mut in_dims: Vec<Vec<u32>> = op.inputs.iter().map(|t| t.dims.clone()).collect();
+    let mut inputs: Vec<Qnn_Tensor_t> = op
+        .inputs
+        .iter()
+        .zip(&mut in_dims)
+        .map(|(t, d)| t.raw(d, Qnn_ClientBuffer_t::EMPTY))
+        .collect();
+    let mut out_dims: Vec<Vec<u32>> = op.outputs.iter().map(|t| t.dims.clone()).collect();
+    let mut outputs: Vec<Qnn_Tensor_t> = op
+        .outputs
+        .iter()
+        .zip(&mut out_dims)
+        .map(|(t, d)| t.raw(d, Qnn_ClientBuffer_t::EMPTY))
+        .collect();
+    let config = Qnn_OpConfig_t {
+        version: QNN_OPCONFIG_VERSION_1,
+        v1: Qnn_OpConfigV1_t {
+            name: name.as_ptr(),
+            package_name: package.as_ptr(),
+            type_name: type_name.as_ptr(),
+            num_of_params: params.len() as u32,
+            params: params.as_mut_ptr(),
+            num_of_inputs: inputs.len() as u32,
+            input_tensors: inputs.as_mut_ptr(),
+            num_of_outputs: outputs.len() as u32,
+            output_tensors: outputs.as_mut_ptr(),
+        },
+    };
+    Ok(call(config))
+}
+
 impl Graph {
     pub fn name(&self) -> &str {
         &self.name
@@ -885,80 +968,30 @@ impl Graph {
             "graphAddNode({} {} in {})",
             op.name, op.type_name, self.name
         );
-        let name = cstring(&what, op.name)?;
-        let package = cstring(&what, op.package)?;
-        let type_name = cstring(&what, op.type_name)?;
-        let param_names: Vec<CString> = op
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Scalar { name, .. } | Param::Tensor { name, .. } => cstring(&what, name),
-            })
-            .collect::<Result<_, _>>()?;
-        // Dimension copies: QNN takes `uint32_t*` (non-const), so give it owned storage.
-        let mut param_dims: Vec<Vec<u32>> = op
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Tensor { tensor, .. } => tensor.dims.clone(),
-                Param::Scalar { .. } => Vec::new(),
-            })
-            .collect();
-        let mut params = Vec::with_capacity(op.params.len());
-        for ((p, pname), dims) in op.params.iter().zip(&param_names).zip(&mut param_dims) {
-            params.push(match p {
-                Param::Scalar { value, .. } => Qnn_Param_t {
-                    param_type: QNN_PARAMTYPE_SCALAR,
-                    name: pname.as_ptr(),
-                    value: Qnn_ParamValue_t {
-                        scalar_param: *value,
-                    },
-                },
-                Param::Tensor { tensor, data, .. } => Qnn_Param_t {
-                    param_type: QNN_PARAMTYPE_TENSOR,
-                    name: pname.as_ptr(),
-                    value: Qnn_ParamValue_t {
-                        tensor_param: tensor.raw(
-                            dims,
-                            Qnn_ClientBuffer_t {
-                                data: data.as_ptr() as *mut c_void,
-                                data_size: buffer_len(&what, tensor, data.len())?,
-                            },
-                        ),
-                    },
-                },
-            });
-        }
-        let mut in_dims: Vec<Vec<u32>> = op.inputs.iter().map(|t| t.dims.clone()).collect();
-        let mut inputs: Vec<Qnn_Tensor_t> = op
-            .inputs
-            .iter()
-            .zip(&mut in_dims)
-            .map(|(t, d)| t.raw(d, Qnn_ClientBuffer_t::EMPTY))
-            .collect();
-        let mut out_dims: Vec<Vec<u32>> = op.outputs.iter().map(|t| t.dims.clone()).collect();
-        let mut outputs: Vec<Qnn_Tensor_t> = op
-            .outputs
-            .iter()
-            .zip(&mut out_dims)
-            .map(|(t, d)| t.raw(d, Qnn_ClientBuffer_t::EMPTY))
-            .collect();
-        let config = Qnn_OpConfig_t {
-            version: QNN_OPCONFIG_VERSION_1,
-            v1: Qnn_OpConfigV1_t {
-                name: name.as_ptr(),
-                package_name: package.as_ptr(),
-                type_name: type_name.as_ptr(),
-                num_of_params: params.len() as u32,
-                params: params.as_mut_ptr(),
-                num_of_inputs: inputs.len() as u32,
-                input_tensors: inputs.as_mut_ptr(),
-                num_of_outputs: outputs.len() as u32,
-                output_tensors: outputs.as_mut_ptr(),
-            },
-        };
-        // SAFETY: live graph; every pointer in `config` points into locals alive for the call.
-        let code = unsafe { f(self.handle, config) };
+        // SAFETY: live graph; every pointer in `config` points into locals of
+        // `with_op_config`, alive for the call.
+        let code = with_op_config(op, &what, |config| unsafe { f(self.handle, config) })?;
+        check(lib, code, what)
+    }
+
+    /// `backendValidateOpConfig`: asks the backend whether it supports `op` as configured
+    /// (type, parameters, tensor shapes and types), before it is added. HTP accepts unknown op
+    /// types in `graphAddNode` and only fails at finalize, without naming the op; this call
+    /// names it.
+    pub fn validate_node(&self, op: &OpSpec<'_>) -> Result<(), QnnError> {
+        let lib = self.lib();
+        let f = slot(
+            lib.table().backend_validate_op_config,
+            "backendValidateOpConfig",
+        )?;
+        let what = format!(
+            "backendValidateOpConfig({} {} in {})",
+            op.name, op.type_name, self.name
+        );
+        let backend = self.context.inner.backend.inner.handle;
+        // SAFETY: live backend (the graph's context holds it); `config` points into locals of
+        // `with_op_config`, alive for the call.
+        let code = with_op_config(op, &what, |config| unsafe { f(backend, config) })?;
         check(lib, code, what)
     }
 

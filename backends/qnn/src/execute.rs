@@ -1,0 +1,738 @@
+//! Execution: [`QnnPrefill`] owns one QNN context holding an AR-N graph per chunk size (weights
+//! shared), prepares it (restore from the cache or lower + finalize + store), and runs prompt
+//! chunks against the CPU KV cache.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use sys_qnn::{
+    Context, ContextOptions, DeviceOptions, Graph, GraphOptions, Precision, Profile, ProfileEvent,
+    SystemContext, TensorDesc, QNN_PROFILE_LEVEL_DETAILED,
+};
+use tandem_cpu::KvCache;
+use tandem_graphs::{ModelSpec, ModelWeights};
+
+use crate::cache::{self, CacheKey, KeyParts, Lookup};
+use crate::conv::{self, KvLayout};
+use crate::error::{Error, Result};
+use crate::library::QnnDevice;
+use crate::lower::{lower_model, ChunkShape, LoweredWeights, Lowerer};
+
+/// Configures and prepares a [`QnnPrefill`].
+#[derive(Clone, Debug)]
+pub struct QnnPrefillBuilder {
+    chunks: Vec<usize>,
+    ctx: usize,
+    lib_dir: Option<PathBuf>,
+    device: Option<QnnDevice>,
+    target: DeviceOptions,
+    graph_options: GraphOptions,
+    cache_dir: Option<PathBuf>,
+    use_cache: bool,
+    profiling: bool,
+    weight_sharing: Option<bool>,
+}
+
+impl Default for QnnPrefillBuilder {
+    fn default() -> Self {
+        QnnPrefillBuilder {
+            chunks: vec![32, 128],
+            ctx: 1024,
+            lib_dir: None,
+            device: None,
+            target: DeviceOptions::default(),
+            graph_options: GraphOptions {
+                precision: Some(Precision::Float16),
+                ..GraphOptions::default()
+            },
+            cache_dir: None,
+            use_cache: true,
+            profiling: false,
+            weight_sharing: None,
+        }
+    }
+}
+
+impl QnnPrefillBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Chunk sizes N of the AR-N graphs (each < ctx); default 32 and 128.
+    pub fn chunk_sizes(mut self, chunks: &[usize]) -> Self {
+        let mut c = chunks.to_vec();
+        c.sort_unstable();
+        c.dedup();
+        self.chunks = c;
+        self
+    }
+    /// Context length C the graphs attend over (past slots = C − N); default 1024.
+    pub fn ctx(mut self, ctx: usize) -> Self {
+        self.ctx = ctx;
+        self
+    }
+    /// Folder (or file) of `libQnnHtp`; otherwise `TANDEM_QNN_LIB_DIR`, `QNN_SDK_ROOT`, system.
+    pub fn lib_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.lib_dir = Some(dir.into());
+        self
+    }
+    /// Reuse an opened device (its target options win over [`Self::soc_model`]/[`Self::htp_arch`]).
+    pub fn device(mut self, device: QnnDevice) -> Self {
+        self.device = Some(device);
+        self
+    }
+    /// Target SoC model for ahead-of-time preparation (e.g. 57 = SM8650).
+    pub fn soc_model(mut self, soc: u32) -> Self {
+        self.target.soc_model = Some(soc);
+        self
+    }
+    /// Target HTP arch (e.g. 75); unverified on the simulator.
+    pub fn htp_arch(mut self, arch: u32) -> Self {
+        self.target.arch = Some(arch);
+        self
+    }
+    /// HTP graph precision (default fp16).
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.graph_options.precision = Some(p);
+        self
+    }
+    /// Finalize optimization level 1–3 (the "performance vs prepare time" knob HTP exposes per
+    /// graph; the runtime power/performance mode is a device setting not wired yet).
+    pub fn optimization_level(mut self, level: f32) -> Self {
+        self.graph_options.optimization_level = Some(level);
+        self
+    }
+    /// All HTP graph options at once (VTCM size, HVX threads, …).
+    pub fn graph_options(mut self, opts: GraphOptions) -> Self {
+        self.graph_options = opts;
+        self
+    }
+    /// Cache folder for context binaries (default [`cache::default_dir`]).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self.use_cache = true;
+        self
+    }
+    /// Never read or write the cache.
+    pub fn no_cache(mut self) -> Self {
+        self.use_cache = false;
+        self
+    }
+    /// Force the HTP weight-sharing context option on or off. Default: on when there are several
+    /// chunk sizes, except for native (no AOT target) runs on an x86_64 host: the simulator
+    /// finalizes and runs weight-shared contexts but cannot restore their binaries
+    /// ("Shared weights buffer isn't supported on this platform", error 1000, measured), so there
+    /// the cache would never hit.
+    pub fn weight_sharing(mut self, on: bool) -> Self {
+        self.weight_sharing = Some(on);
+        self
+    }
+    /// Capture a DETAILED QNN profile on every execution ([`ChunkOutput::profile`]).
+    pub fn profiling(mut self, on: bool) -> Self {
+        self.profiling = on;
+        self
+    }
+
+    /// Opens QNN (unless a device was given), then restores the context from the cache or lowers
+    /// and finalizes it (storing the result).
+    pub fn build(self, spec: &ModelSpec, weights: &ModelWeights) -> Result<QnnPrefill> {
+        let t0 = Instant::now();
+        if self.chunks.is_empty() {
+            return Err(Error::InvalidInput("no chunk sizes given".into()));
+        }
+        if let Some(&bad) = self.chunks.iter().find(|&&n| n == 0 || n >= self.ctx) {
+            return Err(Error::InvalidInput(format!(
+                "chunk size {bad} must be in 1..{} (below the context length)",
+                self.ctx
+            )));
+        }
+        let device = match self.device.clone() {
+            Some(d) => d,
+            None => QnnDevice::open(self.lib_dir.as_deref(), &self.target)?,
+        };
+        let shapes: Vec<ChunkShape> = self
+            .chunks
+            .iter()
+            .map(|&chunk| ChunkShape {
+                chunk,
+                ctx: self.ctx,
+            })
+            .collect();
+        let aot = device.info().soc_model.is_some() || device.info().htp_arch.is_some();
+        let sharing = self
+            .weight_sharing
+            .unwrap_or(shapes.len() > 1 && (aot || !cfg!(target_arch = "x86_64")));
+        let cache_file = if self.use_cache {
+            let dir = self.cache_dir.clone().or_else(cache::default_dir);
+            dir.map(|dir| {
+                let info = device.info();
+                let key = CacheKey::new(&KeyParts {
+                    spec,
+                    weights_hash: cache::weights_hash(weights),
+                    chunks: &self.chunks,
+                    ctx: self.ctx,
+                    build_id: &info.build_id,
+                    core_api: &info.core_api,
+                    soc_model: info.soc_model,
+                    htp_arch: info.htp_arch,
+                    options: format!("{:?} weight_sharing={sharing}", self.graph_options),
+                });
+                (key.path_in(&dir), key)
+            })
+        } else {
+            None
+        };
+
+        let mut rejected = None;
+        if let Some((path, key)) = &cache_file {
+            match cache::load(path, key) {
+                Lookup::Missing => {}
+                Lookup::Rejected(why) => {
+                    tracing::warn!("QNN context cache rejected, rebuilding: {why}");
+                    rejected = Some(why);
+                }
+                Lookup::Hit(binary) => match restore(&device, &shapes, &binary) {
+                    Ok(graphs) => {
+                        let report = PrepareReport {
+                            source: ContextSource::Restored,
+                            cache_path: Some(path.clone()),
+                            cache_rejected: None,
+                            prepare_time: t0.elapsed(),
+                            binary_bytes: binary.len(),
+                            weight_sharing: sharing,
+                        };
+                        tracing::info!(?report, "QNN context restored from cache");
+                        return Ok(QnnPrefill::new(
+                            spec,
+                            device,
+                            graphs,
+                            report,
+                            self.profiling,
+                        ));
+                    }
+                    Err(e) => {
+                        let why = format!("{}: restore failed: {e}", path.display());
+                        tracing::warn!("QNN context cache rejected, rebuilding: {why}");
+                        rejected = Some(why);
+                    }
+                },
+            }
+        }
+
+        let (context, graphs) = finalize(
+            &device,
+            spec,
+            weights,
+            &shapes,
+            &self.graph_options,
+            sharing,
+        )?;
+        let mut binary_bytes = 0;
+        if let Some((path, key)) = &cache_file {
+            let binary = context.binary()?;
+            binary_bytes = binary.len();
+            if let Err(e) = cache::store(path, key, &binary) {
+                tracing::warn!("could not write the QNN context cache: {e}");
+            }
+        }
+        let report = PrepareReport {
+            source: ContextSource::Finalized,
+            cache_path: cache_file.map(|(p, _)| p),
+            cache_rejected: rejected,
+            prepare_time: t0.elapsed(),
+            binary_bytes,
+            weight_sharing: sharing,
+        };
+        tracing::info!(?report, "QNN context finalized");
+        Ok(QnnPrefill::new(
+            spec,
+            device,
+            graphs,
+            report,
+            self.profiling,
+        ))
+    }
+}
+
+/// Where the context of a [`QnnPrefill`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContextSource {
+    /// Lowered and finalized in this process.
+    Finalized,
+    /// Restored from a cached context binary (no finalize).
+    Restored,
+}
+
+/// How a [`QnnPrefill`] was prepared.
+#[derive(Clone, Debug)]
+pub struct PrepareReport {
+    pub source: ContextSource,
+    pub cache_path: Option<PathBuf>,
+    /// Why an existing cache file was not used (it was rebuilt and overwritten).
+    pub cache_rejected: Option<String>,
+    /// Open-to-ready time (lowering + finalize, or read + restore), excluding opening QNN.
+    pub prepare_time: Duration,
+    /// Size of the context binary written or read (0 without a cache).
+    pub binary_bytes: usize,
+    /// Whether the chunk graphs share one copy of the weights.
+    pub weight_sharing: bool,
+}
+
+/// One chunk graph and its I/O tensors by name.
+struct ChunkGraph {
+    shape: ChunkShape,
+    graph: Graph,
+    inputs: HashMap<String, TensorDesc>,
+    outputs: HashMap<String, TensorDesc>,
+}
+
+fn finalize(
+    device: &QnnDevice,
+    spec: &ModelSpec,
+    weights: &ModelWeights,
+    shapes: &[ChunkShape],
+    opts: &GraphOptions,
+    weight_sharing: bool,
+) -> Result<(Context, Vec<ChunkGraph>)> {
+    let lowered = LoweredWeights::new(spec, weights)?;
+    let context = Context::new(
+        &device.backend,
+        device.device.as_ref(),
+        &ContextOptions { weight_sharing },
+    )?;
+    let mut graphs = Vec::new();
+    for &shape in shapes {
+        let t = Instant::now();
+        let graph = context.create_graph(&shape.graph_name(), opts)?;
+        let mut lw = Lowerer::new(&graph, &lowered);
+        lower_model(&mut lw, spec, shape)?;
+        let (inputs, outputs) = (lw.inputs.clone(), lw.outputs.clone());
+        drop(lw);
+        let lowered_at = t.elapsed();
+        graph.finalize(None)?;
+        tracing::debug!(
+            graph = graph.name(),
+            lower_ms = lowered_at.as_millis() as u64,
+            finalize_ms = (t.elapsed() - lowered_at).as_millis() as u64,
+            "QNN chunk graph finalized"
+        );
+        graphs.push(ChunkGraph {
+            shape,
+            graph,
+            inputs: by_name(inputs),
+            outputs: by_name(outputs),
+        });
+    }
+    Ok((context, graphs))
+}
+
+fn by_name(v: Vec<TensorDesc>) -> HashMap<String, TensorDesc> {
+    v.into_iter().map(|t| (t.name.clone(), t)).collect()
+}
+
+fn restore(device: &QnnDevice, shapes: &[ChunkShape], binary: &[u8]) -> Result<Vec<ChunkGraph>> {
+    let mut sc = SystemContext::new(&device.sys)?;
+    let info = sc.binary_info(binary)?;
+    let context = Context::from_binary(
+        &device.backend,
+        device.device.as_ref(),
+        &ContextOptions::default(),
+        binary,
+        None,
+    )?;
+    shapes
+        .iter()
+        .map(|&shape| {
+            let name = shape.graph_name();
+            let gi = info
+                .graphs
+                .iter()
+                .find(|g| g.name == name)
+                .ok_or_else(|| Error::Binary {
+                    path: PathBuf::from("<cache>"),
+                    detail: format!(
+                        "no graph {name}; it has {:?}",
+                        info.graphs.iter().map(|g| &g.name).collect::<Vec<_>>()
+                    ),
+                })?;
+            Ok(ChunkGraph {
+                shape,
+                graph: context.retrieve_graph(&name)?,
+                inputs: by_name(gi.inputs.clone()),
+                outputs: by_name(gi.outputs.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Simulator (or device) cycle estimates of one execution, from a DETAILED profile.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkProfile {
+    /// "Accelerator (execute) time (cycles)": HTP cycles for the whole graph. On the x86_64
+    /// simulator these are Qualcomm's estimates of on-device work, not measurements.
+    pub htp_cycles: u64,
+    /// Per-op cycles (`node:OpId_k`, as the library names them), in the library's order.
+    pub op_cycles: Vec<(String, u64)>,
+    /// Every event, for anything not summarized above.
+    pub events: Vec<ProfileEvent>,
+}
+
+impl ChunkProfile {
+    fn from_events(events: Vec<ProfileEvent>) -> ChunkProfile {
+        fn find<'a>(evs: &'a [ProfileEvent], key: &str) -> Option<&'a ProfileEvent> {
+            evs.iter().find_map(|e| {
+                if e.identifier.contains(key) {
+                    Some(e)
+                } else {
+                    find(&e.sub_events, key)
+                }
+            })
+        }
+        let (htp_cycles, op_cycles) = match find(&events, "Accelerator (execute) time (cycles)") {
+            Some(e) => (
+                e.value,
+                e.sub_events
+                    .iter()
+                    .map(|s| {
+                        let name = s.identifier.trim_end_matches(" (cycles)").to_string();
+                        (name, s.value)
+                    })
+                    .collect(),
+            ),
+            None => (0, Vec::new()),
+        };
+        ChunkProfile {
+            htp_cycles,
+            op_cycles,
+            events,
+        }
+    }
+
+    /// What the cycle count implies at an HTP clock of `hz` (a stated assumption, e.g. 1 GHz).
+    pub fn time_at(&self, hz: f64) -> Duration {
+        Duration::from_secs_f64(self.htp_cycles as f64 / hz)
+    }
+}
+
+/// Host-side times of one chunk.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChunkTimings {
+    /// Building fp16 inputs: past K/V copy from the CPU cache, mask, RoPE tables.
+    pub inputs: Duration,
+    /// `graphExecute`.
+    pub execute: Duration,
+    /// fp16 outputs → f32 logits and token-major K/V rows.
+    pub outputs: Duration,
+}
+
+/// Result of one chunk: only the `n_tokens` valid (unpadded) positions.
+#[derive(Clone, Debug)]
+pub struct ChunkOutput {
+    /// Position of the first token.
+    pub start_pos: usize,
+    pub n_tokens: usize,
+    /// The graph's chunk size N (≥ `n_tokens`; the rest was padding).
+    pub chunk_size: usize,
+    /// `[n_tokens, vocab]`.
+    pub logits: Vec<f32>,
+    /// Per layer, `[n_tokens, n_kv_heads * head_dim]` post-RoPE keys, as [`KvCache::write`] takes.
+    pub k_rows: Vec<Vec<f32>>,
+    /// Per layer, `[n_tokens, n_kv_heads * head_dim]` values.
+    pub v_rows: Vec<Vec<f32>>,
+    pub timings: ChunkTimings,
+    /// Present when profiling was enabled.
+    pub profile: Option<ChunkProfile>,
+}
+
+impl ChunkOutput {
+    /// Appends this chunk's K/V to `cache` (at `start_pos`, which must equal `cache.len()`).
+    pub fn write_to(&self, cache: &mut KvCache) -> Result<()> {
+        if cache.len() != self.start_pos {
+            return Err(Error::InvalidInput(format!(
+                "chunk starts at {} but the cache holds {} positions",
+                self.start_pos,
+                cache.len()
+            )));
+        }
+        cache
+            .check_room(self.n_tokens)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        for (l, (k, v)) in self.k_rows.iter().zip(&self.v_rows).enumerate() {
+            cache.write(l, self.start_pos, k, v);
+        }
+        cache.advance(self.n_tokens);
+        Ok(())
+    }
+}
+
+/// Prefill on the QNN HTP: one context with an AR-N graph per chunk size.
+pub struct QnnPrefill {
+    spec: ModelSpec,
+    inv_freq: Vec<f32>,
+    device: QnnDevice,
+    graphs: Vec<ChunkGraph>,
+    report: PrepareReport,
+    profiling: bool,
+}
+
+impl std::fmt::Debug for QnnPrefill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QnnPrefill")
+            .field("chunks", &self.chunk_sizes())
+            .field("ctx", &self.ctx())
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl QnnPrefill {
+    fn new(
+        spec: &ModelSpec,
+        device: QnnDevice,
+        graphs: Vec<ChunkGraph>,
+        report: PrepareReport,
+        profiling: bool,
+    ) -> QnnPrefill {
+        QnnPrefill {
+            inv_freq: spec.rope.inv_freq(),
+            spec: spec.clone(),
+            device,
+            graphs,
+            report,
+            profiling,
+        }
+    }
+
+    pub fn chunk_sizes(&self) -> Vec<usize> {
+        self.graphs.iter().map(|g| g.shape.chunk).collect()
+    }
+
+    pub fn ctx(&self) -> usize {
+        self.graphs.first().map_or(0, |g| g.shape.ctx)
+    }
+
+    pub fn report(&self) -> &PrepareReport {
+        &self.report
+    }
+
+    pub fn device(&self) -> &QnnDevice {
+        &self.device
+    }
+
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profiling = on;
+    }
+
+    /// Chunk sizes to run `n` tokens starting at `start`: the largest N ≤ remaining, else the
+    /// smallest N ≥ remaining (the last chunk is padded), each with `start + N ≤ ctx`.
+    pub fn plan(&self, start: usize, n: usize) -> Result<Vec<usize>> {
+        let ctx = self.ctx();
+        if start + n > ctx {
+            return Err(Error::InvalidInput(format!(
+                "context overflow: {} positions needed, context holds {ctx}",
+                start + n
+            )));
+        }
+        let sizes = self.chunk_sizes();
+        let (mut pos, mut plan) = (start, Vec::new());
+        while pos < start + n {
+            let rest = start + n - pos;
+            let fits: Vec<usize> = sizes.iter().copied().filter(|&c| pos + c <= ctx).collect();
+            let pick = fits
+                .iter()
+                .rev()
+                .find(|&&c| c <= rest)
+                .or_else(|| fits.iter().find(|&&c| c >= rest))
+                .copied()
+                .ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "no chunk size in {sizes:?} fits {rest} tokens at position {pos} of \
+                         context {ctx}"
+                    ))
+                })?;
+            plan.push(pick);
+            pos += pick.min(rest);
+        }
+        Ok(plan)
+    }
+
+    /// Runs `tokens` (at most the largest chunk) as one chunk after the `past.len()` cached
+    /// positions, in the graph of size `chunk` (or the smallest that fits). Does not modify the
+    /// cache; see [`ChunkOutput::write_to`].
+    pub fn run_chunk(
+        &mut self,
+        tokens: &[u32],
+        past: &KvCache,
+        chunk: Option<usize>,
+    ) -> Result<ChunkOutput> {
+        let s = &self.spec;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::InvalidInput("empty chunk".into()));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= s.vocab_size) {
+            return Err(Error::InvalidInput(format!(
+                "token id {bad} is outside the vocabulary (size {})",
+                s.vocab_size
+            )));
+        }
+        let g = self
+            .graphs
+            .iter()
+            .find(|g| match chunk {
+                Some(c) => g.shape.chunk == c,
+                None => g.shape.chunk >= n,
+            })
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "no chunk graph for {n} tokens (requested {chunk:?}, have {:?})",
+                    self.graphs
+                        .iter()
+                        .map(|g| g.shape.chunk)
+                        .collect::<Vec<_>>()
+                ))
+            })?;
+        let shape = g.shape;
+        let start = past.len();
+        if n > shape.chunk || start > shape.past() {
+            return Err(Error::InvalidInput(format!(
+                "{n} tokens after {start} cached positions do not fit graph {} (chunk {}, {} past slots)",
+                shape.graph_name(),
+                shape.chunk,
+                shape.past()
+            )));
+        }
+        if past.n_layers() != s.n_layers {
+            return Err(Error::InvalidInput(format!(
+                "KV cache has {} layers, model {}",
+                past.n_layers(),
+                s.n_layers
+            )));
+        }
+
+        let t0 = Instant::now();
+        let layout = KvLayout {
+            n_kv_heads: s.n_kv_heads,
+            head_dim: s.head_dim,
+            past: shape.past(),
+            chunk: shape.chunk,
+        };
+        let mut ids = vec![0i32; shape.chunk];
+        for (d, &t) in ids.iter_mut().zip(tokens) {
+            *d = t as i32;
+        }
+        let (cos, sin) = conv::rope_tables(&self.inv_freq, s.head_dim, start, shape.chunk);
+        let mask = conv::attention_mask(s.gqa_group(), shape.chunk, shape.ctx, start);
+        let mut data: Vec<(String, Vec<u8>)> = vec![
+            ("input_ids".into(), conv::i32_bytes(&ids)),
+            ("cos".into(), conv::f32_to_f16_bytes(&cos)),
+            ("sin".into(), conv::f32_to_f16_bytes(&sin)),
+            ("attention_mask".into(), conv::f32_to_f16_bytes(&mask)),
+        ];
+        for l in 0..s.n_layers {
+            data.push((format!("past_key_{l}"), layout.past_key_bytes(past, l)));
+            data.push((format!("past_value_{l}"), layout.past_value_bytes(past, l)));
+        }
+        let inputs = data
+            .iter()
+            .map(|(name, bytes)| Ok((io(&g.inputs, name, &shape)?, bytes.as_slice())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out_names: Vec<String> = vec!["logits".into()];
+        for l in 0..s.n_layers {
+            out_names.push(format!("new_key_{l}"));
+            out_names.push(format!("new_value_{l}"));
+        }
+        let mut out_bufs: Vec<Vec<u8>> = out_names
+            .iter()
+            .map(|name| {
+                let t = io(&g.outputs, name, &shape)?;
+                Ok(vec![0u8; t.byte_size().unwrap_or(0)])
+            })
+            .collect::<Result<_>>()?;
+        let t1 = Instant::now();
+
+        let profile = if self.profiling {
+            Some(Profile::new(
+                &self.device.backend,
+                QNN_PROFILE_LEVEL_DETAILED,
+            )?)
+        } else {
+            None
+        };
+        {
+            let mut outputs = out_names
+                .iter()
+                .zip(out_bufs.iter_mut())
+                .map(|(name, buf)| Ok((io(&g.outputs, name, &shape)?, buf.as_mut_slice())))
+                .collect::<Result<Vec<_>>>()?;
+            g.graph.execute(&inputs, &mut outputs, profile.as_ref())?;
+        }
+        let t2 = Instant::now();
+
+        let mut bufs = out_bufs.into_iter();
+        let logits_f16 = bufs.next().unwrap_or_default();
+        let logits = conv::f16_bytes_to_f32(&logits_f16[..n * s.vocab_size * 2]);
+        let (mut k_rows, mut v_rows) = (Vec::new(), Vec::new());
+        for _ in 0..s.n_layers {
+            let k = bufs.next().unwrap_or_default();
+            let v = bufs.next().unwrap_or_default();
+            k_rows.push(layout.key_rows(&k, n));
+            v_rows.push(layout.value_rows(&v, n));
+        }
+        let profile = match profile {
+            Some(p) => Some(ChunkProfile::from_events(p.events()?)),
+            None => None,
+        };
+        let t3 = Instant::now();
+        Ok(ChunkOutput {
+            start_pos: start,
+            n_tokens: n,
+            chunk_size: shape.chunk,
+            logits,
+            k_rows,
+            v_rows,
+            timings: ChunkTimings {
+                inputs: t1 - t0,
+                execute: t2 - t1,
+                outputs: t3 - t2,
+            },
+            profile,
+        })
+    }
+
+    /// Prefills `tokens` after the cache's valid positions, chunk by chunk (see [`Self::plan`]),
+    /// appending each chunk's K/V to `cache`. Returns every chunk's output.
+    pub fn prefill(&mut self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<ChunkOutput>> {
+        let plan = self.plan(cache.len(), tokens.len())?;
+        let mut outs = Vec::with_capacity(plan.len());
+        let mut at = 0;
+        for chunk in plan {
+            let take = chunk.min(tokens.len() - at);
+            let out = self.run_chunk(&tokens[at..at + take], cache, Some(chunk))?;
+            out.write_to(cache)?;
+            at += take;
+            outs.push(out);
+        }
+        Ok(outs)
+    }
+
+    /// The whole prompt from an empty cache: logits of every position `[n, vocab]` and the
+    /// filled cache (capacity = ctx), as `tandem logits --device npu` needs.
+    pub fn run_prompt(&mut self, tokens: &[u32]) -> Result<(Vec<f32>, KvCache)> {
+        let mut cache = KvCache::new(&self.spec, self.ctx());
+        let outs = self.prefill(tokens, &mut cache)?;
+        let logits = outs.into_iter().flat_map(|o| o.logits).collect();
+        Ok((logits, cache))
+    }
+}
+
+fn io<'a>(
+    map: &'a HashMap<String, TensorDesc>,
+    name: &str,
+    shape: &ChunkShape,
+) -> Result<&'a TensorDesc> {
+    map.get(name).ok_or_else(|| Error::Binary {
+        path: PathBuf::from(shape.graph_name()),
+        detail: format!("graph has no I/O tensor `{name}`"),
+    })
+}

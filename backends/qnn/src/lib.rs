@@ -1,0 +1,57 @@
+//! `tandem-qnn`: the QNN delegate. Prompt prefill runs on Qualcomm's HTP (NPU) through
+//! [`sys_qnn`] as fixed-shape **AR-N chunk graphs** over a fixed context length, with the KV
+//! cache as explicit graph I/O; decode stays on the CPU, which owns the canonical cache.
+//!
+//! Modules (mirroring the Core ML backend): [`library`] opens and describes the QNN libraries,
+//! [`lower`] turns a [`tandem_graphs::ModelSpec`] + weights into QNN ops, [`execute`] owns the
+//! context and runs chunks, [`cache`] stores finalized context binaries, [`conv`] converts
+//! f32 ↔ fp16 and the KV layouts.
+//!
+//! # API summary (for the CLI and scheduler)
+//!
+//! ```no_run
+//! # fn main() -> Result<(), tandem_qnn::Error> {
+//! # let m = tandem_graphs::model::load_weights("m".as_ref()).unwrap();
+//! // `tandem devices`
+//! match tandem_qnn::probe(None) {
+//!     tandem_qnn::Availability::Available(info) => println!("{info:?}"),
+//!     tandem_qnn::Availability::Unavailable(why) => println!("qnn: unavailable: {why}"),
+//! }
+//! // `tandem compile` / engine start: restores from the cache or finalizes and stores
+//! let mut prefill = tandem_qnn::QnnPrefillBuilder::new()
+//!     .chunk_sizes(&[32, 128])
+//!     .ctx(1024)
+//!     .soc_model(57) // optional AOT target
+//!     .cache_dir("/tmp/qnn-cache")
+//!     .build(&m.spec, &m.weights)?;
+//! println!("{:?}", prefill.report()); // Finalized | Restored, times, cache path
+//! // `tandem logits --device npu`: all-position logits + the filled CPU KV cache
+//! let (logits, cache) = prefill.run_prompt(&[1, 2, 3])?;
+//! // scheduler: chunk by chunk against its own cache
+//! let mut cache = tandem_cpu::KvCache::new(&m.spec, prefill.ctx());
+//! for chunk in prefill.prefill(&[1, 2, 3], &mut cache)? {
+//!     let _ = (chunk.timings, chunk.profile); // host times; HTP cycles when profiling
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Errors are [`Error`] (convertible to [`tandem_hal::Error`]); messages name the QNN call, the
+//! graph node and its tensors, the library path and versions, or the cache file.
+//!
+//! Not yet: quantized (int8/int4) weights, a last-position-only logits graph, the HTP runtime
+//! performance mode (power config), shared rpcmem buffers for the KV handoff.
+
+pub mod cache;
+pub mod conv;
+mod error;
+pub mod execute;
+pub mod library;
+pub mod lower;
+
+pub use error::{Error, LowerError, Result};
+pub use execute::{
+    ChunkOutput, ChunkProfile, ChunkTimings, ContextSource, PrepareReport, QnnPrefill,
+    QnnPrefillBuilder,
+};
+pub use library::{probe, Availability, DeviceInfo, QnnDevice};
+pub use sys_qnn::{DeviceOptions, GraphOptions, Precision};

@@ -1,0 +1,643 @@
+//! Lowering: the transformer block of [`tandem_graphs::spec`] as QNN ops (package `qti.aisw`),
+//! one fixed-shape AR-N chunk graph per chunk size over a fixed context length.
+//!
+//! Graph interface (N = chunk, C = ctx, P = C − N, d = head_dim, g = GQA group):
+//!
+//! | input | shape | | output | shape |
+//! |---|---|---|---|---|
+//! | `input_ids` i32 | `[N]` | | `logits` | `[N, vocab]` |
+//! | `cos`, `sin` | `[N, d]` | | `new_key_l` | `[n_kv, d, N]` |
+//! | `attention_mask` | `[g·N, C]` | | `new_value_l` | `[n_kv, N, d]` |
+//! | `past_key_l` | `[n_kv, d, P]` | | | |
+//! | `past_value_l` | `[n_kv, P, d]` | | | |
+//!
+//! Choices, and why:
+//! - Projections use the weights as stored (`[out, in]`) with MatMul `transpose_in1`, so a tied
+//!   LM head is the embedding tensor itself (one copy) and nothing is transposed on the host.
+//! - `rotate_half` is a MatMul with a constant signed permutation matrix `[d, d]`: only ops
+//!   verified on the simulator, and exact in fp16 (each output is ±one input, the rest zeros).
+//!   Its cost (2·d² flops per row per head) is small next to the projections.
+//! - Queries are laid out `[n_kv, g·N, d]` (row `j·N + t` = head `kv·g + j`, token t), so one
+//!   batched MatMul per layer serves all heads of a KV group without tiling K/V; the host's mask
+//!   has the same `g·N` rows.
+//! - The 1/√d attention scale is the Softmax `beta` (softmax(β·(s + m)) = softmax(β·s + β·m), and
+//!   the mask is 0 or −20000, so scaling it changes nothing).
+//! - New K/V are graph outputs *and* feed the Concat with the past, so the chunk attends to
+//!   itself without a round trip through the host.
+//!
+//! All static tensors carry model-wide names (`l3.wq`, `token_embd`, `rope.rotate_half`, …), the
+//! same in every chunk graph, so a weight-sharing context keeps one copy.
+
+use std::collections::{HashMap, HashSet};
+
+use sys_qnn::*;
+use tandem_graphs::{ModelSpec, ModelWeights};
+use tandem_hal::Tensor;
+
+use crate::conv;
+use crate::error::{Error, LowerError, Result};
+
+/// The one activation/weight type of this first version.
+pub const DT: Qnn_DataType_t = QNN_DATATYPE_FLOAT_16;
+
+/// Bumped whenever the lowering changes the graphs it produces (part of the cache key).
+pub const LOWERING_VERSION: u32 = 1;
+
+/// Model weights converted once to fp16 bytes under their graph names, reused by every chunk
+/// graph (and dropped after finalize).
+pub struct LoweredWeights {
+    tensors: HashMap<String, (Vec<u32>, Vec<u8>)>,
+}
+
+impl LoweredWeights {
+    /// Converts every tensor of `weights` (any dtype the host can decode) to fp16.
+    pub fn new(spec: &ModelSpec, weights: &ModelWeights) -> Result<LoweredWeights> {
+        let mut tensors = HashMap::new();
+        let mut put = |name: String, t: &Tensor, want: &[usize]| -> Result<()> {
+            if t.shape != want {
+                return Err(Error::Unsupported(format!(
+                    "tensor `{}` ({name}) has shape {:?}, expected {want:?}",
+                    t.name, t.shape
+                )));
+            }
+            let dims = t.shape.iter().map(|&d| d as u32).collect();
+            tensors.insert(name, (dims, conv::f32_to_f16_bytes(&t.to_f32_vec())));
+            Ok(())
+        };
+        let (h, q, kv, f, d) = (
+            spec.hidden_size,
+            spec.q_dim(),
+            spec.kv_dim(),
+            spec.intermediate_size,
+            spec.head_dim,
+        );
+        put(
+            "token_embd".into(),
+            &weights.token_embd,
+            &[spec.vocab_size, h],
+        )?;
+        put("norm".into(), &weights.norm, &[h])?;
+        if let Some(lm) = &weights.lm_head {
+            put("lm_head".into(), lm, &[spec.vocab_size, h])?;
+        }
+        for (i, l) in weights.layers.iter().enumerate() {
+            put(format!("l{i}.attn_norm"), &l.attn_norm, &[h])?;
+            put(format!("l{i}.wq"), &l.wq, &[q, h])?;
+            put(format!("l{i}.wk"), &l.wk, &[kv, h])?;
+            put(format!("l{i}.wv"), &l.wv, &[kv, h])?;
+            put(format!("l{i}.wo"), &l.wo, &[h, q])?;
+            put(format!("l{i}.ffn_norm"), &l.ffn_norm, &[h])?;
+            put(format!("l{i}.w_gate"), &l.w_gate, &[f, h])?;
+            put(format!("l{i}.w_up"), &l.w_up, &[f, h])?;
+            put(format!("l{i}.w_down"), &l.w_down, &[h, f])?;
+            for (name, t, n) in [
+                ("bq", &l.bq, q),
+                ("bk", &l.bk, kv),
+                ("bv", &l.bv, kv),
+                ("q_norm", &l.q_norm, d),
+                ("k_norm", &l.k_norm, d),
+            ] {
+                if let Some(t) = t {
+                    put(format!("l{i}.{name}"), t, &[n])?;
+                }
+            }
+        }
+        let rot = conv::rotate_half_matrix(d);
+        tensors.insert(
+            "rope.rotate_half".into(),
+            (vec![d as u32, d as u32], conv::f32_to_f16_bytes(&rot)),
+        );
+        Ok(LoweredWeights { tensors })
+    }
+
+    /// An explicit set of named fp16 tensors (op tests).
+    pub fn from_f32(named: &[(&str, Vec<u32>, &[f32])]) -> LoweredWeights {
+        LoweredWeights {
+            tensors: named
+                .iter()
+                .map(|(n, dims, v)| (n.to_string(), (dims.clone(), conv::f32_to_f16_bytes(v))))
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// An op parameter as the lowering writes it.
+#[derive(Clone, Debug)]
+pub enum P {
+    U32(&'static str, u32),
+    I32(&'static str, i32),
+    F32(&'static str, f32),
+    Bool(&'static str, bool),
+    /// A 1-D u32 tensor parameter (`perm`, `axes`).
+    U32s(&'static str, Vec<u32>),
+}
+
+/// Builds ops into one graph, naming tensors and turning failures into errors that name the
+/// node and its tensors. Tensors whose names were registered with [`Lowerer::mark_output`] are
+/// created as graph outputs (APP_READ), everything else computed is NATIVE.
+pub struct Lowerer<'a> {
+    graph: &'a Graph,
+    weights: &'a LoweredWeights,
+    outputs_wanted: HashSet<String>,
+    statics: HashMap<String, TensorDesc>,
+    /// Graph inputs in creation order.
+    pub inputs: Vec<TensorDesc>,
+    /// Graph outputs in creation order.
+    pub outputs: Vec<TensorDesc>,
+}
+
+impl<'a> Lowerer<'a> {
+    pub fn new(graph: &'a Graph, weights: &'a LoweredWeights) -> Lowerer<'a> {
+        Lowerer {
+            graph,
+            weights,
+            outputs_wanted: HashSet::new(),
+            statics: HashMap::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// The tensor that will be produced under `name` becomes a graph output.
+    pub fn mark_output(&mut self, name: &str) {
+        self.outputs_wanted.insert(name.to_string());
+    }
+
+    fn add_tensor(&self, spec: &TensorSpec<'_>) -> Result<TensorDesc> {
+        self.graph.add_tensor(spec).map_err(|source| {
+            Error::from(LowerError::Tensor {
+                graph: self.graph.name().to_string(),
+                tensor: spec.name.to_string(),
+                dims: spec.dims.to_vec(),
+                source,
+            })
+        })
+    }
+
+    /// A graph input the host writes.
+    pub fn input(&mut self, name: &str, dims: &[u32], dt: Qnn_DataType_t) -> Result<TensorDesc> {
+        let t = self.add_tensor(&TensorSpec::new(name, QNN_TENSOR_TYPE_APP_WRITE, dt, dims))?;
+        self.inputs.push(t.clone());
+        Ok(t)
+    }
+
+    /// A named weight from [`LoweredWeights`] as a STATIC tensor (created once per graph).
+    pub fn weight(&mut self, name: &str) -> Result<TensorDesc> {
+        if let Some(t) = self.statics.get(name) {
+            return Ok(t.clone());
+        }
+        let (dims, bytes) = self
+            .weights
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::Unsupported(format!("no weight named `{name}`")))?;
+        let t = self.add_tensor(&TensorSpec::constant(name, DT, dims, bytes))?;
+        self.statics.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// A computed tensor: NATIVE, or APP_READ when marked as an output.
+    pub fn tensor(&mut self, name: &str, dims: &[u32]) -> Result<TensorDesc> {
+        let is_out = self.outputs_wanted.contains(name);
+        let kind = if is_out {
+            QNN_TENSOR_TYPE_APP_READ
+        } else {
+            QNN_TENSOR_TYPE_NATIVE
+        };
+        let t = self.add_tensor(&TensorSpec::new(name, kind, DT, dims))?;
+        if is_out {
+            self.outputs.push(t.clone());
+        }
+        Ok(t)
+    }
+
+    /// `graphAddNode` with `params`; errors name the node, type and tensors.
+    pub fn node(
+        &mut self,
+        name: &str,
+        type_name: &str,
+        params: &[P],
+        inputs: &[&TensorDesc],
+        outputs: &[&TensorDesc],
+    ) -> Result<()> {
+        let tensor_params: Vec<(TensorDesc, Vec<u8>)> = params
+            .iter()
+            .filter_map(|p| match p {
+                P::U32s(pname, v) => Some((pname, v)),
+                _ => None,
+            })
+            .map(|(pname, v)| {
+                let bytes = conv::u32_bytes(v);
+                let dims = [v.len() as u32];
+                let t = self.add_tensor(&TensorSpec::constant(
+                    &format!("{name}.{pname}"),
+                    QNN_DATATYPE_UINT_32,
+                    &dims,
+                    &bytes,
+                ))?;
+                Ok((t, bytes))
+            })
+            .collect::<Result<_>>()?;
+        let mut tp = tensor_params.iter();
+        let qparams: Vec<Param<'_>> = params
+            .iter()
+            .map(|p| match p {
+                P::U32(n, v) => Param::Scalar {
+                    name: n,
+                    value: Qnn_Scalar_t::u32(*v),
+                },
+                P::I32(n, v) => Param::Scalar {
+                    name: n,
+                    value: Qnn_Scalar_t::i32(*v),
+                },
+                P::F32(n, v) => Param::Scalar {
+                    name: n,
+                    value: Qnn_Scalar_t::f32(*v),
+                },
+                P::Bool(n, v) => Param::Scalar {
+                    name: n,
+                    value: Qnn_Scalar_t::bool8(*v),
+                },
+                P::U32s(n, _) => {
+                    let (t, bytes) = tp.next().expect("one tensor per U32s param");
+                    Param::Tensor {
+                        name: n,
+                        tensor: t,
+                        data: bytes,
+                    }
+                }
+            })
+            .collect();
+        let spec = OpSpec {
+            name,
+            package: QNN_OP_PACKAGE,
+            type_name,
+            params: &qparams,
+            inputs,
+            outputs,
+        };
+        // HTP's graphAddNode accepts ops it cannot run and fails later at finalize without
+        // naming them, so validate first.
+        let added = self
+            .graph
+            .validate_node(&spec)
+            .and_then(|()| self.graph.add_node(&spec));
+        added.map_err(|source| {
+            let list = |ts: &[&TensorDesc]| {
+                ts.iter()
+                    .map(|t| format!("{} {:?}", t.name, t.dims))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Error::from(LowerError::Node {
+                graph: self.graph.name().to_string(),
+                node: name.to_string(),
+                op_type: type_name.to_string(),
+                inputs: list(inputs),
+                outputs: list(outputs),
+                source,
+            })
+        })
+    }
+
+    // ---- single ops (output named `out`) ----
+
+    fn unary(&mut self, op: &str, x: &TensorDesc, out: &str, params: &[P]) -> Result<TensorDesc> {
+        let y = self.tensor(out, &x.dims.clone())?;
+        self.node(out, op, params, &[x], &[&y])?;
+        Ok(y)
+    }
+
+    /// Element-wise binary op with numpy broadcasting (trailing dimensions aligned).
+    fn binary(
+        &mut self,
+        op: &str,
+        a: &TensorDesc,
+        b: &TensorDesc,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let (long, short) = if a.dims.len() >= b.dims.len() {
+            (&a.dims, &b.dims)
+        } else {
+            (&b.dims, &a.dims)
+        };
+        let off = long.len() - short.len();
+        let dims: Vec<u32> = long
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| if i < off { l } else { l.max(short[i - off]) })
+            .collect();
+        let y = self.tensor(out, &dims)?;
+        self.node(out, op, &[], &[a, b], &[&y])?;
+        Ok(y)
+    }
+
+    pub fn add(&mut self, a: &TensorDesc, b: &TensorDesc, out: &str) -> Result<TensorDesc> {
+        self.binary("ElementWiseAdd", a, b, out)
+    }
+
+    pub fn mul(&mut self, a: &TensorDesc, b: &TensorDesc, out: &str) -> Result<TensorDesc> {
+        self.binary("ElementWiseMultiply", a, b, out)
+    }
+
+    pub fn sigmoid(&mut self, x: &TensorDesc, out: &str) -> Result<TensorDesc> {
+        self.unary("Sigmoid", x, out, &[])
+    }
+
+    pub fn softmax(&mut self, x: &TensorDesc, beta: f32, out: &str) -> Result<TensorDesc> {
+        let axis = x.dims.len() as u32 - 1;
+        self.unary(
+            "Softmax",
+            x,
+            out,
+            &[P::U32("axis", axis), P::F32("beta", beta)],
+        )
+    }
+
+    /// RMSNorm over the last axis with `gamma` `[last]`.
+    pub fn rms_norm(
+        &mut self,
+        x: &TensorDesc,
+        gamma: &TensorDesc,
+        eps: f32,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let y = self.tensor(out, &x.dims.clone())?;
+        let axis = x.dims.len() as u32 - 1;
+        self.node(
+            out,
+            "RmsNorm",
+            &[P::F32("epsilon", eps), P::U32s("axes", vec![axis])],
+            &[x, gamma],
+            &[&y],
+        )?;
+        Ok(y)
+    }
+
+    pub fn reshape(&mut self, x: &TensorDesc, dims: &[u32], out: &str) -> Result<TensorDesc> {
+        debug_assert_eq!(x.dims.iter().product::<u32>(), dims.iter().product::<u32>());
+        let y = self.tensor(out, dims)?;
+        self.node(out, "Reshape", &[], &[x], &[&y])?;
+        Ok(y)
+    }
+
+    pub fn transpose(&mut self, x: &TensorDesc, perm: &[u32], out: &str) -> Result<TensorDesc> {
+        let dims: Vec<u32> = perm.iter().map(|&p| x.dims[p as usize]).collect();
+        let y = self.tensor(out, &dims)?;
+        self.node(
+            out,
+            "Transpose",
+            &[P::U32s("perm", perm.to_vec())],
+            &[x],
+            &[&y],
+        )?;
+        Ok(y)
+    }
+
+    pub fn concat(&mut self, parts: &[&TensorDesc], axis: usize, out: &str) -> Result<TensorDesc> {
+        let mut dims = parts[0].dims.clone();
+        dims[axis] = parts.iter().map(|t| t.dims[axis]).sum();
+        let y = self.tensor(out, &dims)?;
+        self.node(out, "Concat", &[P::U32("axis", axis as u32)], parts, &[&y])?;
+        Ok(y)
+    }
+
+    /// `a · b` (`b` transposed when `transpose_b`), batched over leading dimensions.
+    pub fn matmul(
+        &mut self,
+        a: &TensorDesc,
+        b: &TensorDesc,
+        transpose_b: bool,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let mut dims = a.dims.clone();
+        let nb = b.dims.len();
+        let cols = if transpose_b {
+            b.dims[nb - 2]
+        } else {
+            b.dims[nb - 1]
+        };
+        *dims.last_mut().expect("rank >= 1") = cols;
+        let y = self.tensor(out, &dims)?;
+        self.node(
+            out,
+            "MatMul",
+            &[
+                P::Bool("transpose_in0", false),
+                P::Bool("transpose_in1", transpose_b),
+            ],
+            &[a, b],
+            &[&y],
+        )?;
+        Ok(y)
+    }
+
+    /// Embedding lookup: `table[ids]`.
+    pub fn gather(
+        &mut self,
+        table: &TensorDesc,
+        ids: &TensorDesc,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let mut dims = ids.dims.clone();
+        dims.extend_from_slice(&table.dims[1..]);
+        let y = self.tensor(out, &dims)?;
+        self.node(out, "Gather", &[P::I32("axis", 0)], &[table, ids], &[&y])?;
+        Ok(y)
+    }
+
+    // ---- blocks ----
+
+    /// `x · Wᵀ (+ b)` with `W` `[out, in]` as stored.
+    pub fn linear(
+        &mut self,
+        x: &TensorDesc,
+        w: &str,
+        bias: Option<&str>,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let wt = self.weight(w)?;
+        match bias {
+            None => self.matmul(x, &wt, true, out),
+            Some(b) => {
+                let y = self.matmul(x, &wt, true, &format!("{out}.nobias"))?;
+                let bt = self.weight(b)?;
+                self.add(&y, &bt, out)
+            }
+        }
+    }
+
+    /// RoPE on `x` `[heads, N, d]`: `x·cos + rotate_half(x)·sin` with `cos`/`sin` `[N, d]`.
+    pub fn rope(
+        &mut self,
+        x: &TensorDesc,
+        cos: &TensorDesc,
+        sin: &TensorDesc,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let rot = self.weight("rope.rotate_half")?;
+        let xc = self.mul(x, cos, &format!("{out}.xcos"))?;
+        let xr = self.matmul(x, &rot, false, &format!("{out}.rot"))?;
+        let xs = self.mul(&xr, sin, &format!("{out}.rotsin"))?;
+        self.add(&xc, &xs, out)
+    }
+
+    /// softmax(scale · (q·K + mask))·V for `q` `[n_kv, g·N, d]`, `k_t` `[n_kv, d, C]`, `v`
+    /// `[n_kv, C, d]`, `mask` `[g·N, C]`; result `[n_kv, g·N, d]`.
+    pub fn attention(
+        &mut self,
+        q: &TensorDesc,
+        k_t: &TensorDesc,
+        v: &TensorDesc,
+        mask: &TensorDesc,
+        scale: f32,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let s = self.matmul(q, k_t, false, &format!("{out}.scores"))?;
+        let sm = self.add(&s, mask, &format!("{out}.masked"))?;
+        let p = self.softmax(&sm, scale, &format!("{out}.probs"))?;
+        self.matmul(&p, v, false, out)
+    }
+
+    /// `(silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ`, silu(x) = x·sigmoid(x).
+    pub fn swiglu(
+        &mut self,
+        h: &TensorDesc,
+        w_gate: &str,
+        w_up: &str,
+        w_down: &str,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let g = self.linear(h, w_gate, None, &format!("{out}.gate"))?;
+        let u = self.linear(h, w_up, None, &format!("{out}.up"))?;
+        let sg = self.sigmoid(&g, &format!("{out}.sigmoid"))?;
+        let silu = self.mul(&g, &sg, &format!("{out}.silu"))?;
+        let m = self.mul(&silu, &u, &format!("{out}.mul"))?;
+        self.linear(&m, w_down, None, out)
+    }
+}
+
+/// Shapes of one chunk graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkShape {
+    pub chunk: usize,
+    pub ctx: usize,
+}
+
+impl ChunkShape {
+    pub fn past(&self) -> usize {
+        self.ctx - self.chunk
+    }
+
+    /// The graph's name in the context (`ar{N}_c{C}`).
+    pub fn graph_name(&self) -> String {
+        format!("ar{}_c{}", self.chunk, self.ctx)
+    }
+}
+
+/// Lowers the whole model as the chunk graph `shape` into `lw`'s graph (not finalized).
+pub fn lower_model(lw: &mut Lowerer<'_>, spec: &ModelSpec, shape: ChunkShape) -> Result<()> {
+    let (n, c, p) = (shape.chunk as u32, shape.ctx as u32, shape.past() as u32);
+    if p == 0 {
+        return Err(Error::Unsupported(format!(
+            "chunk {n} must be smaller than the context {c} (the graph needs past slots)"
+        )));
+    }
+    if spec.rope.rotary_dim != spec.head_dim {
+        return Err(Error::Unsupported(format!(
+            "partial RoPE (rotary_dim {} of head_dim {})",
+            spec.rope.rotary_dim, spec.head_dim
+        )));
+    }
+    let (d, nh, nkv) = (
+        spec.head_dim as u32,
+        spec.n_heads as u32,
+        spec.n_kv_heads as u32,
+    );
+    let g = spec.gqa_group() as u32;
+    let eps = spec.rms_norm_eps;
+    for l in 0..spec.n_layers {
+        lw.mark_output(&format!("new_key_{l}"));
+        lw.mark_output(&format!("new_value_{l}"));
+    }
+    lw.mark_output("logits");
+
+    let ids = lw.input("input_ids", &[n], QNN_DATATYPE_INT_32)?;
+    let cos = lw.input("cos", &[n, d], DT)?;
+    let sin = lw.input("sin", &[n, d], DT)?;
+    let mask = lw.input("attention_mask", &[g * n, c], DT)?;
+    let mut past = Vec::with_capacity(spec.n_layers);
+    for l in 0..spec.n_layers {
+        let k = lw.input(&format!("past_key_{l}"), &[nkv, d, p], DT)?;
+        let v = lw.input(&format!("past_value_{l}"), &[nkv, p, d], DT)?;
+        past.push((k, v));
+    }
+
+    let embd = lw.weight("token_embd")?;
+    let mut x = lw.gather(&embd, &ids, "embed")?;
+    let scale = 1.0 / (spec.head_dim as f32).sqrt();
+    for (l, (past_k, past_v)) in past.iter().enumerate() {
+        let pre = format!("l{l}");
+        let w = |s: &str| format!("l{l}.{s}");
+        let has = |lw: &Lowerer<'_>, s: &str| lw.weights.contains(&w(s));
+        let gamma = lw.weight(&w("attn_norm"))?;
+        let h = lw.rms_norm(&x, &gamma, eps, &format!("{pre}.attn_normed"))?;
+        let bias = |s: &str| if has(lw, s) { Some(w(s)) } else { None };
+        let (bq, bk, bv) = (bias("bq"), bias("bk"), bias("bv"));
+        let q = lw.linear(&h, &w("wq"), bq.as_deref(), &format!("{pre}.q"))?;
+        let k = lw.linear(&h, &w("wk"), bk.as_deref(), &format!("{pre}.k"))?;
+        let v = lw.linear(&h, &w("wv"), bv.as_deref(), &format!("{pre}.v"))?;
+
+        let mut q3 = lw.reshape(&q, &[n, nh, d], &format!("{pre}.q_heads"))?;
+        let mut k3 = lw.reshape(&k, &[n, nkv, d], &format!("{pre}.k_heads"))?;
+        if has(lw, "q_norm") {
+            let gq = lw.weight(&w("q_norm"))?;
+            q3 = lw.rms_norm(&q3, &gq, eps, &format!("{pre}.q_normed"))?;
+        }
+        if has(lw, "k_norm") {
+            let gk = lw.weight(&w("k_norm"))?;
+            k3 = lw.rms_norm(&k3, &gk, eps, &format!("{pre}.k_normed"))?;
+        }
+        let qh = lw.transpose(&q3, &[1, 0, 2], &format!("{pre}.q_hnd"))?;
+        let qr = lw.rope(&qh, &cos, &sin, &format!("{pre}.q_rope"))?;
+        let qg = lw.reshape(&qr, &[nkv, g * n, d], &format!("{pre}.q_group"))?;
+        let kh = lw.transpose(&k3, &[1, 0, 2], &format!("{pre}.k_hnd"))?;
+        let kr = lw.rope(&kh, &cos, &sin, &format!("{pre}.k_rope"))?;
+        let new_k = lw.transpose(&kr, &[0, 2, 1], &format!("new_key_{l}"))?;
+        let v3 = lw.reshape(&v, &[n, nkv, d], &format!("{pre}.v_heads"))?;
+        let new_v = lw.transpose(&v3, &[1, 0, 2], &format!("new_value_{l}"))?;
+        let k_all = lw.concat(&[past_k, &new_k], 2, &format!("{pre}.k_all"))?;
+        let v_all = lw.concat(&[past_v, &new_v], 1, &format!("{pre}.v_all"))?;
+
+        let a = lw.attention(&qg, &k_all, &v_all, &mask, scale, &format!("{pre}.attn"))?;
+        let a = lw.reshape(&a, &[nh, n, d], &format!("{pre}.attn_hnd"))?;
+        let a = lw.transpose(&a, &[1, 0, 2], &format!("{pre}.attn_nhd"))?;
+        let a = lw.reshape(&a, &[n, nh * d], &format!("{pre}.attn_rows"))?;
+        let o = lw.linear(&a, &w("wo"), None, &format!("{pre}.attn_out"))?;
+        x = lw.add(&x, &o, &format!("{pre}.resid_attn"))?;
+
+        let gamma = lw.weight(&w("ffn_norm"))?;
+        let h = lw.rms_norm(&x, &gamma, eps, &format!("{pre}.ffn_normed"))?;
+        let f = lw.swiglu(
+            &h,
+            &w("w_gate"),
+            &w("w_up"),
+            &w("w_down"),
+            &format!("{pre}.ffn"),
+        )?;
+        x = lw.add(&x, &f, &format!("{pre}.resid_ffn"))?;
+    }
+    let gamma = lw.weight("norm")?;
+    let xn = lw.rms_norm(&x, &gamma, eps, "final_norm")?;
+    let head = if lw.weights.contains("lm_head") {
+        "lm_head"
+    } else {
+        "token_embd"
+    };
+    lw.linear(&xn, head, None, "logits")?;
+    Ok(())
+}
