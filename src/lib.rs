@@ -4,7 +4,11 @@
 //! file, or the embedded default model), its tokenizer and chat template, and prepares it for the
 //! CPU backend; [`Model::generate`] runs a request. The binary `tandem` is a thin CLI over it.
 //!
-//! Status: the CPU path (prefill and decode) is complete; the QNN NPU delegate, the Core ML
+//! [`Model::npu_prefill`] prepares the QNN HTP prefill delegate for the model (restoring cached
+//! context binaries when it can) for `tandem logits --device npu` and `tandem compile`.
+//!
+//! Status: the CPU path (prefill and decode) is complete; QNN prefill runs and is tested on
+//! Qualcomm's HTP simulator but is not yet driven by a scheduler during generation. The Core ML
 //! delegate, the cross-device scheduler and the C ABI are not implemented yet.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::time::Instant;
 pub use tandem_cpu as cpu;
 pub use tandem_graphs as graphs;
 pub use tandem_hal as hal;
+pub use tandem_qnn as qnn;
 pub use tandem_scheduler as scheduler;
 
 pub use tandem_cpu::{CpuModel, KvCache, Logits, ThreadPool, WeightFormat};
@@ -55,6 +60,25 @@ impl Default for LoadOptions {
             cpu_weights: WeightFormat::AsStored,
         }
     }
+}
+
+/// Options for the QNN prefill delegate (`--chunks`, `--ctx`, `--qnn-lib`, `--qnn-cache`, `--soc`).
+#[derive(Clone, Debug, Default)]
+pub struct NpuOptions {
+    /// AR-N chunk sizes (empty = 32 and 128).
+    pub chunks: Vec<usize>,
+    /// Context length of the graphs (0 = the model's, capped at 1024).
+    pub ctx: usize,
+    /// Folder holding `libQnnHtp.so` (else `TANDEM_QNN_LIB_DIR`, `QNN_SDK_ROOT`, system path).
+    pub lib_dir: Option<PathBuf>,
+    /// Context-binary cache folder (else `TANDEM_QNN_CACHE_DIR` or `~/.cache/tandem/qnn`).
+    pub cache_dir: Option<PathBuf>,
+    /// Prepare for this SoC model ahead of time (e.g. 57 = SM8650).
+    pub soc_model: Option<u32>,
+    /// Prepare for this HTP architecture ahead of time (e.g. 75 = v75).
+    pub htp_arch: Option<u32>,
+    /// Collect QNN's per-chunk HTP cycle estimates.
+    pub profiling: bool,
 }
 
 /// A loaded model with its tokenizer, ready to run on the CPU.
@@ -161,6 +185,40 @@ impl Model {
     pub fn logits_all(&self, tokens: &[u32]) -> Result<Vec<f32>> {
         let mut cache = KvCache::new(&self.loaded.spec, tokens.len());
         self.cpu.forward(tokens, &mut cache, Logits::All)
+    }
+}
+
+impl Model {
+    /// Prepares the QNN HTP prefill graphs for this model: restores them from the context-binary
+    /// cache when a matching file exists, otherwise lowers, finalizes and caches them.
+    pub fn npu_prefill(&self, opts: &NpuOptions) -> Result<tandem_qnn::QnnPrefill> {
+        let chunks = if opts.chunks.is_empty() {
+            vec![32, 128]
+        } else {
+            opts.chunks.clone()
+        };
+        let ctx = if opts.ctx == 0 {
+            self.loaded.spec.max_position_embeddings.min(1024)
+        } else {
+            opts.ctx
+        };
+        let mut b = tandem_qnn::QnnPrefillBuilder::new()
+            .chunk_sizes(&chunks)
+            .ctx(ctx)
+            .profiling(opts.profiling);
+        if let Some(d) = &opts.lib_dir {
+            b = b.lib_dir(d);
+        }
+        if let Some(d) = &opts.cache_dir {
+            b = b.cache_dir(d);
+        }
+        if let Some(s) = opts.soc_model {
+            b = b.soc_model(s);
+        }
+        if let Some(a) = opts.htp_arch {
+            b = b.htp_arch(a);
+        }
+        Ok(b.build(&self.loaded.spec, &self.loaded.weights)?)
     }
 }
 

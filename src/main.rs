@@ -1,4 +1,5 @@
-//! The `tandem` command line: `run`, `logits` and `info` over the facade in `lib.rs`.
+//! The `tandem` command line: `run`, `logits`, `info`, `devices` and `compile` over the facade in
+//! `lib.rs`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tandem::{
-    ChatMessage, GenerateRequest, LoadOptions, Model, ModelSource, SamplingParams, WeightFormat,
+    ChatMessage, GenerateRequest, LoadOptions, Model, ModelSource, NpuOptions, SamplingParams,
+    WeightFormat,
 };
 
 #[derive(Parser)]
@@ -29,6 +31,67 @@ enum Command {
     Logits(LogitsArgs),
     /// Print the parsed model spec and every tensor's type and size.
     Info(InfoArgs),
+    /// List the compute devices (delegates) tandem can use here, or why each is unavailable.
+    Devices(DevicesArgs),
+    /// Prepare the QNN prefill graphs ahead of time and store their context binaries in a folder.
+    Compile(CompileArgs),
+}
+
+#[derive(Args, Clone)]
+struct NpuArgs {
+    /// AR-N chunk sizes of the NPU prefill graphs (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    chunks: Vec<usize>,
+    /// Context length of the NPU graphs (0 = the model's, capped at 1024).
+    #[arg(long = "ctx", default_value_t = 0)]
+    npu_ctx: usize,
+    /// Folder holding libQnnHtp.so (else TANDEM_QNN_LIB_DIR, QNN_SDK_ROOT/lib/<arch>, system path).
+    #[arg(long)]
+    qnn_lib: Option<PathBuf>,
+    /// Context-binary cache folder (else TANDEM_QNN_CACHE_DIR or ~/.cache/tandem/qnn).
+    #[arg(long)]
+    qnn_cache: Option<PathBuf>,
+    /// Target SoC model for ahead-of-time preparation (QNN's numbering, e.g. 57 = SM8650).
+    #[arg(long)]
+    soc: Option<u32>,
+    /// Target HTP architecture for ahead-of-time preparation (e.g. 75).
+    #[arg(long)]
+    htp_arch: Option<u32>,
+}
+
+impl NpuArgs {
+    fn options(&self, profiling: bool) -> NpuOptions {
+        NpuOptions {
+            chunks: self.chunks.clone(),
+            ctx: self.npu_ctx,
+            lib_dir: self.qnn_lib.clone(),
+            cache_dir: self.qnn_cache.clone(),
+            soc_model: self.soc,
+            htp_arch: self.htp_arch,
+            profiling,
+        }
+    }
+}
+
+#[derive(Args)]
+struct DevicesArgs {
+    /// Folder holding libQnnHtp.so (else TANDEM_QNN_LIB_DIR, QNN_SDK_ROOT/lib/<arch>, system path).
+    #[arg(long)]
+    qnn_lib: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    npu: NpuArgs,
+    /// Output folder for the context binaries (the cache folder `--qnn-cache` points at later).
+    #[arg(short, long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -108,6 +171,11 @@ struct LogitsArgs {
     /// Also print the logits of every position (`all_logits`, [n][vocab]).
     #[arg(long)]
     all: bool,
+    /// Where the forward pass runs: `cpu`, or `npu` (QNN HTP prefill graphs).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "npu"])]
+    device: String,
+    #[command(flatten)]
+    npu: NpuArgs,
 }
 
 #[derive(Args)]
@@ -129,6 +197,8 @@ fn main() -> ExitCode {
         Command::Run(a) => run(a),
         Command::Logits(a) => logits(a),
         Command::Info(a) => info(a),
+        Command::Devices(a) => devices(a),
+        Command::Compile(a) => compile(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,7 +329,22 @@ fn logits(a: LogitsArgs) -> anyhow::Result<()> {
         anyhow::bail!("the prompt tokenized to nothing");
     }
     let vocab = model.loaded.spec.vocab_size;
-    let all = model.logits_all(&tokens)?;
+    let all = if a.device == "npu" {
+        let mut prefill = model.npu_prefill(&a.npu.options(false))?;
+        let report = prefill.report();
+        eprintln!(
+            "npu: {:?} context in {:.0} ms ({})",
+            report.source,
+            report.prepare_time.as_secs_f64() * 1e3,
+            report
+                .cache_path
+                .as_ref()
+                .map_or("no cache".to_string(), |p| p.display().to_string())
+        );
+        prefill.run_prompt(&tokens)?.0
+    } else {
+        model.logits_all(&tokens)?
+    };
     let rows: Vec<&[f32]> = all.chunks_exact(vocab).collect();
     let argmax: Vec<usize> = rows
         .iter()
@@ -334,5 +419,75 @@ fn info(a: InfoArgs) -> anyhow::Result<()> {
             t.data.len()
         );
     }
+    Ok(())
+}
+
+fn devices(a: DevicesArgs) -> anyhow::Result<()> {
+    let threads = tandem::cpu::pool::physical_cores();
+    let isa = tandem::cpu::kernels::isa_name();
+    let qnn = tandem::qnn::probe(a.qnn_lib.as_deref());
+    let coreml = "not implemented yet (Core ML prefill is a later issue; it needs macOS/iOS)";
+    if a.json {
+        let qnn_json = match &qnn {
+            tandem::qnn::Availability::Available(i) => json!({
+                "available": true,
+                "library": i.library_path,
+                "provider": i.provider,
+                "core_api": i.core_api,
+                "backend_api": i.backend_api,
+                "build_id": i.build_id,
+                "soc_model": i.soc_model,
+                "htp_arch": i.htp_arch,
+            }),
+            tandem::qnn::Availability::Unavailable(why) => {
+                json!({"available": false, "reason": why})
+            }
+        };
+        let doc = json!({
+            "cpu": {"available": true, "isa": isa, "physical_cores": threads},
+            "qnn": qnn_json,
+            "coreml": {"available": false, "reason": coreml},
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!("cpu     available   {isa}, {threads} physical cores");
+    match qnn {
+        tandem::qnn::Availability::Available(i) => println!(
+            "qnn     available   {} | provider {} | core API {} | backend API {} | build {}{}",
+            i.library_path.display(),
+            i.provider,
+            i.core_api,
+            i.backend_api,
+            i.build_id,
+            i.htp_arch
+                .map_or(String::new(), |a| format!(" | HTP arch v{a}"))
+        ),
+        tandem::qnn::Availability::Unavailable(why) => println!("qnn     unavailable {why}"),
+    }
+    println!("coreml  unavailable {coreml}");
+    Ok(())
+}
+
+fn compile(a: CompileArgs) -> anyhow::Result<()> {
+    let model = load(&a.model)?;
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", a.out.display()))?;
+    let mut opts = a.npu.options(false);
+    opts.cache_dir = Some(a.out.clone());
+    let prefill = model.npu_prefill(&opts)?;
+    let r = prefill.report();
+    println!(
+        "{:?} AR-{:?} ctx {} in {:.0} ms: {} ({} bytes, weight sharing {})",
+        r.source,
+        prefill.chunk_sizes(),
+        prefill.ctx(),
+        r.prepare_time.as_secs_f64() * 1e3,
+        r.cache_path
+            .as_ref()
+            .map_or("-".into(), |p| p.display().to_string()),
+        r.binary_bytes,
+        r.weight_sharing
+    );
     Ok(())
 }

@@ -173,3 +173,143 @@ fn bad_input_fails_with_a_message_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     }
 }
+
+/// The QNN HTP libraries (fetched by `cargo xtask test`); `None` prints why the NPU tests are
+/// skipped, and under `CI=true` a missing library is a failure, never a silent pass.
+fn qnn_lib_dir() -> Option<String> {
+    match std::env::var("TANDEM_QNN_LIB_DIR") {
+        Ok(d) if Path::new(&d).join("libQnnHtp.so").exists() => Some(d),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "TANDEM_QNN_LIB_DIR must point at the QNN libraries in CI (cargo xtask test sets it)"
+            );
+            eprintln!("SKIPPED: TANDEM_QNN_LIB_DIR not set; run through `cargo xtask test`");
+            None
+        }
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tandem-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn devices_reports_the_htp_backend_or_why_not() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let out = json_of(&tandem(&["devices", "--json", "--qnn-lib", &lib]));
+    assert_eq!(out["cpu"]["available"], true);
+    assert_eq!(out["qnn"]["available"], true, "{out}");
+    assert_eq!(out["qnn"]["provider"], "HTP_QTI_AISW");
+    assert!(out["qnn"]["core_api"].as_str().unwrap().starts_with("2."));
+    assert!(!out["qnn"]["build_id"].as_str().unwrap().is_empty());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["devices", "--json", "--qnn-lib", "/no/qnn/here"])
+        .env_remove("TANDEM_QNN_LIB_DIR")
+        .env_remove("QNN_SDK_ROOT")
+        .output()
+        .unwrap();
+    let out = json_of(&out);
+    assert_eq!(out["qnn"]["available"], false);
+    assert!(
+        out["qnn"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("/no/qnn/here"),
+        "{out}"
+    );
+}
+
+#[test]
+fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let cache = temp_dir("qnn-cache");
+    for name in ["llama-gqa", "qwen2-tied", "qwen3-qknorm", "llama3-rope"] {
+        let dir = fixtures().join(name);
+        let model = dir.join("hf-f32");
+        let m = model.to_str().unwrap();
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let prompt = csv(&ids(&reference["prompts"][1]["ids"]));
+        let cpu = json_of(&tandem(&["logits", "-m", m, "--tokens", &prompt, "--json"]));
+        // AR-8 graphs over a 64-slot context: the 18-19 token prompt spans three chunks and
+        // ends mid-chunk (padded, masked).
+        let npu_args = [
+            "logits",
+            "-m",
+            m,
+            "--tokens",
+            &prompt,
+            "--json",
+            "--device",
+            "npu",
+            "--chunks",
+            "8",
+            "--ctx",
+            "64",
+            "--qnn-lib",
+            &lib,
+            "--qnn-cache",
+            cache.to_str().unwrap(),
+        ];
+        let npu = json_of(&tandem(&npu_args));
+        assert_eq!(npu["argmax"], cpu["argmax"], "{name}: top-1 per position");
+        let (a, b) = (
+            npu["last_logits"].as_array().unwrap(),
+            cpu["last_logits"].as_array().unwrap(),
+        );
+        let scale = b
+            .iter()
+            .map(|v| v.as_f64().unwrap().abs())
+            .fold(0.0, f64::max);
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
+            .fold(0.0, f64::max);
+        // fp16 weights and activations: the QNN crate's tests bound this at 2 % of max |logit|.
+        assert!(
+            d <= 0.02 * scale,
+            "{name}: npu vs cpu last logits differ by {d} (scale {scale})"
+        );
+    }
+
+    let out_dir = temp_dir("qnn-compile");
+    let model = fixtures().join("qwen2-tied").join("hf-f32");
+    let args = [
+        "compile",
+        "-m",
+        model.to_str().unwrap(),
+        "--chunks",
+        "8,16",
+        "--ctx",
+        "64",
+        "--qnn-lib",
+        &lib,
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let first = tandem(&args);
+    let second = tandem(&args);
+    for (out, want) in [(&first, "Finalized"), (&second, "Restored")] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(want), "expected {want}: {text}");
+    }
+    let files: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "one context binary in {}",
+        out_dir.display()
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let _ = std::fs::remove_dir_all(&cache);
+}

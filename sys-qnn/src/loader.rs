@@ -214,7 +214,7 @@ fn open_first(
         // SAFETY: loading a QNN library runs its initialisers; these are Qualcomm's backend
         // libraries, which are designed to be dlopen'ed by applications and have no
         // initialisation-order requirements on the host process.
-        match unsafe { libloading::Library::new(&path) } {
+        match stdout_to_stderr(|| unsafe { libloading::Library::new(&path) }) {
             Ok(lib) => return Ok((lib, path)),
             Err(err) => {
                 let why = if bare {
@@ -517,6 +517,47 @@ pub(crate) fn cstr_lossy(p: *const std::ffi::c_char) -> String {
     // SAFETY: non-null pointers handed out by QNN point at NUL-terminated strings that live at
     // least as long as the object they came from, which the caller still holds.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Runs `f` with file descriptor 1 pointed at stderr, then flushes C stdio before restoring it.
+///
+/// The HTP library's initialisers `printf` a banner (`# LIBNATIVE: No alternate configuration
+/// …`) into C's stdout buffer, which would otherwise land in the middle of `--json` output when
+/// the process exits. Rust's own `stdout()` is not touched, but anything another thread writes
+/// to fd 1 during `f` also goes to stderr; loading happens once, at start-up.
+#[cfg(unix)]
+fn stdout_to_stderr<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::Mutex;
+    static FD1: Mutex<()> = Mutex::new(());
+    extern "C" {
+        fn dup(fd: i32) -> i32;
+        fn dup2(old: i32, new: i32) -> i32;
+        fn close(fd: i32) -> i32;
+        fn fflush(stream: *mut std::ffi::c_void) -> i32;
+    }
+    let _guard = FD1.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: plain POSIX descriptor calls on fds 1 and 2 and a descriptor we own; fflush(NULL)
+    // flushes every C stream and is always valid. On any failure we run `f` unredirected.
+    unsafe {
+        fflush(std::ptr::null_mut());
+        let saved = dup(1);
+        if saved < 0 || dup2(2, 1) < 0 {
+            if saved >= 0 {
+                close(saved);
+            }
+            return f();
+        }
+        let out = f();
+        fflush(std::ptr::null_mut());
+        dup2(saved, 1);
+        close(saved);
+        out
+    }
+}
+
+#[cfg(not(unix))]
+fn stdout_to_stderr<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 #[cfg(test)]

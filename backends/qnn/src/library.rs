@@ -67,7 +67,7 @@ impl QnnDevice {
     pub fn open(lib_dir: Option<&Path>, target: &DeviceOptions) -> Result<QnnDevice> {
         let lib = QnnLibrary::open(lib_dir)?;
         let sys = QnnSystemLibrary::open(lib.path().parent())?;
-        // QNN log lines (warnings and errors) go to sys-qnn's sink: stderr unless the app sets one.
+        forward_qnn_log_to_tracing();
         let log = Log::new(&lib, sys_qnn::QNN_LOG_LEVEL_WARN).ok();
         let backend = Backend::new(&lib, log.as_ref())?;
         let device = if target.soc_model.is_some() || target.arch.is_some() {
@@ -106,4 +106,19 @@ impl QnnDevice {
     pub fn backend(&self) -> &Backend {
         &self.backend
     }
+}
+
+/// Routes QNN's own log lines into `tracing` under the target `qnn`, one level down: the HTP
+/// library reports routine notes as errors/warnings (e.g. "unexpected GraphHtpSettings option
+/// 66" on every graph), while real failures reach the caller as error codes with
+/// `errorGetMessage` text. `TANDEM_LOG=qnn=debug` shows everything.
+fn forward_qnn_log_to_tracing() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        sys_qnn::log::set_log_sink(Box::new(|level, _timestamp, text| match level {
+            sys_qnn::QNN_LOG_LEVEL_ERROR => tracing::info!(target: "qnn", "{text}"),
+            sys_qnn::QNN_LOG_LEVEL_WARN => tracing::debug!(target: "qnn", "{text}"),
+            _ => tracing::trace!(target: "qnn", "{text}"),
+        }));
+    });
 }
