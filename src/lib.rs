@@ -79,6 +79,8 @@ pub struct NpuOptions {
     pub htp_arch: Option<u32>,
     /// Collect QNN's per-chunk HTP cycle estimates.
     pub profiling: bool,
+    /// HTP performance mode (power vote) while the graphs are loaded.
+    pub perf_mode: Option<tandem_qnn::PerfMode>,
 }
 
 /// A loaded model with its tokenizer, ready to run on the CPU.
@@ -217,6 +219,9 @@ impl Model {
         }
         if let Some(a) = opts.htp_arch {
             b = b.htp_arch(a);
+        }
+        if let Some(m) = opts.perf_mode {
+            b = b.perf_mode(m);
         }
         Ok(b.build(&self.loaded.spec, &self.loaded.weights)?)
     }

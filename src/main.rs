@@ -57,6 +57,10 @@ struct NpuArgs {
     /// Target HTP architecture for ahead-of-time preparation (e.g. 75).
     #[arg(long)]
     htp_arch: Option<u32>,
+    /// HTP performance mode: burst, sustained_high_performance, high_performance, balanced,
+    /// low_balanced, high_power_saver, power_saver, low_power_saver, extreme_power_saver, default.
+    #[arg(long)]
+    perf_mode: Option<tandem::qnn::PerfMode>,
 }
 
 impl NpuArgs {
@@ -69,6 +73,7 @@ impl NpuArgs {
             soc_model: self.soc,
             htp_arch: self.htp_arch,
             profiling,
+            perf_mode: self.perf_mode,
         }
     }
 }

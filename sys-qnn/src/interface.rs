@@ -229,7 +229,8 @@ pub struct QnnInterface_ImplementationV2_40_t {
     /* 36 */ pub mem_de_register: OpaqueFn,
     /* 37 */ pub device_get_platform_info: OpaqueFn,
     /* 38 */ pub device_free_platform_info: OpaqueFn,
-    /* 39 */ pub device_get_infrastructure: OpaqueFn,
+    /* 39 */
+    pub device_get_infrastructure: Option<crate::perf::DeviceGetInfrastructureFn>,
     /* 40 */
     pub device_create: Option<
         unsafe extern "C" fn(
@@ -355,6 +356,7 @@ mod layout {
             (offset_of!(T, profile_get_extended_event_data), 33),
             (offset_of!(T, profile_free), 34),
             (offset_of!(T, mem_register), 35),
+            (offset_of!(T, device_get_infrastructure), 39),
             (offset_of!(T, device_create), 40),
             (offset_of!(T, device_free), 43),
             (offset_of!(T, signal_free), 47),

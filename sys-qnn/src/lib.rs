@@ -21,6 +21,7 @@ pub mod config;
 pub mod interface;
 pub mod loader;
 pub mod log;
+pub mod perf;
 pub mod system;
 pub mod types;
 
@@ -33,6 +34,7 @@ pub use loader::{
     check_core_api_version, LibrarySearch, LoadError, QnnLibrary, QnnSystemLibrary, ENV_LIB_DIR,
     ENV_SDK_ROOT, HTP_LIBRARY, SUPPORTED_CORE_API, SYSTEM_LIBRARY,
 };
+pub use perf::{DcvsV3, PerfInfrastructure, PowerConfig, PowerConfigId, VoltageCorners};
 pub use types::*;
 
 /// Environment variables the `bindgen` feature's build script reads (documented here so they

@@ -18,6 +18,7 @@ use crate::conv::{self, KvLayout};
 use crate::error::{Error, Result};
 use crate::library::QnnDevice;
 use crate::lower::{lower_model, ChunkShape, LoweredWeights, Lowerer};
+use crate::perf::{PerfMode, PerfVote};
 
 /// Configures and prepares a [`QnnPrefill`].
 #[derive(Clone, Debug)]
@@ -32,6 +33,7 @@ pub struct QnnPrefillBuilder {
     use_cache: bool,
     profiling: bool,
     weight_sharing: Option<bool>,
+    perf_mode: PerfMode,
 }
 
 impl Default for QnnPrefillBuilder {
@@ -50,6 +52,7 @@ impl Default for QnnPrefillBuilder {
             use_cache: true,
             profiling: false,
             weight_sharing: None,
+            perf_mode: PerfMode::Default,
         }
     }
 }
@@ -97,7 +100,7 @@ impl QnnPrefillBuilder {
         self
     }
     /// Finalize optimization level 1–3 (the "performance vs prepare time" knob HTP exposes per
-    /// graph; the runtime power/performance mode is a device setting not wired yet).
+    /// graph; the run-time power/performance mode is [`Self::perf_mode`]).
     pub fn optimization_level(mut self, level: f32) -> Self {
         self.graph_options.optimization_level = Some(level);
         self
@@ -127,6 +130,16 @@ impl QnnPrefillBuilder {
         self.weight_sharing = Some(on);
         self
     }
+    /// HTP run-time performance mode (default [`PerfMode::Default`]: no vote). Voted through the
+    /// perf infrastructure once the backend exists, before any graph is finalized or executed,
+    /// and withdrawn when the [`QnnPrefill`] is dropped. A library that refuses the vote does
+    /// not fail the build: the error is logged and kept in [`PrepareReport::perf_mode_error`].
+    /// The on-device effect is not verified (the x86_64 simulator accepts the vote but has no
+    /// clocks to change).
+    pub fn perf_mode(mut self, mode: PerfMode) -> Self {
+        self.perf_mode = mode;
+        self
+    }
     /// Capture a DETAILED QNN profile on every execution ([`ChunkOutput::profile`]).
     pub fn profiling(mut self, on: bool) -> Self {
         self.profiling = on;
@@ -149,6 +162,29 @@ impl QnnPrefillBuilder {
         let device = match self.device.clone() {
             Some(d) => d,
             None => QnnDevice::open(self.lib_dir.as_deref(), &self.target)?,
+        };
+        let (perf_vote, perf_mode_error) = match PerfVote::apply(&device.backend, self.perf_mode) {
+            Ok(vote) => {
+                if let Some(v) = &vote {
+                    tracing::debug!(
+                        mode = %v.mode(),
+                        power_config_id = v.power_config_id(),
+                        "HTP performance mode voted"
+                    );
+                }
+                (vote, None)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    mode = %self.perf_mode,
+                    "HTP performance mode not applied, continuing without it: {e}"
+                );
+                (None, Some(e.to_string()))
+            }
+        };
+        let perf = PerfReport {
+            perf_mode: self.perf_mode,
+            perf_mode_error,
         };
         let shapes: Vec<ChunkShape> = self
             .chunks
@@ -200,6 +236,8 @@ impl QnnPrefillBuilder {
                             prepare_time: t0.elapsed(),
                             binary_bytes: binary.len(),
                             weight_sharing: sharing,
+                            perf_mode: perf.perf_mode,
+                            perf_mode_error: perf.perf_mode_error.clone(),
                         };
                         tracing::info!(?report, "QNN context restored from cache");
                         return Ok(QnnPrefill::new(
@@ -208,6 +246,7 @@ impl QnnPrefillBuilder {
                             graphs,
                             report,
                             self.profiling,
+                            perf_vote,
                         ));
                     }
                     Err(e) => {
@@ -242,6 +281,8 @@ impl QnnPrefillBuilder {
             prepare_time: t0.elapsed(),
             binary_bytes,
             weight_sharing: sharing,
+            perf_mode: perf.perf_mode,
+            perf_mode_error: perf.perf_mode_error,
         };
         tracing::info!(?report, "QNN context finalized");
         Ok(QnnPrefill::new(
@@ -250,6 +291,7 @@ impl QnnPrefillBuilder {
             graphs,
             report,
             self.profiling,
+            perf_vote,
         ))
     }
 }
@@ -276,6 +318,27 @@ pub struct PrepareReport {
     pub binary_bytes: usize,
     /// Whether the chunk graphs share one copy of the weights.
     pub weight_sharing: bool,
+    /// The requested HTP performance mode ([`QnnPrefillBuilder::perf_mode`]).
+    pub perf_mode: PerfMode,
+    /// Why the mode could not be voted (the QNN call and its error text); `None` when it was
+    /// voted or nothing was requested ([`PerfMode::Default`]). Voted does not mean effective:
+    /// the on-device effect is not verified.
+    pub perf_mode_error: Option<String>,
+}
+
+impl PrepareReport {
+    /// The performance mode in force: `Ok(mode)` when voted (or `Default`), else the error.
+    pub fn perf_mode_applied(&self) -> std::result::Result<PerfMode, &str> {
+        match &self.perf_mode_error {
+            None => Ok(self.perf_mode),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+struct PerfReport {
+    perf_mode: PerfMode,
+    perf_mode_error: Option<String>,
 }
 
 /// One chunk graph and its I/O tensors by name.
@@ -467,6 +530,9 @@ impl ChunkOutput {
 
 /// Prefill on the QNN HTP: one context with an AR-N graph per chunk size.
 pub struct QnnPrefill {
+    /// The HTP performance vote, withdrawn on drop (it holds the backend, so the backend
+    /// outlives it whatever the field order).
+    perf_vote: Option<PerfVote>,
     spec: ModelSpec,
     inv_freq: Vec<f32>,
     device: QnnDevice,
@@ -492,8 +558,10 @@ impl QnnPrefill {
         graphs: Vec<ChunkGraph>,
         report: PrepareReport,
         profiling: bool,
+        perf_vote: Option<PerfVote>,
     ) -> QnnPrefill {
         QnnPrefill {
+            perf_vote,
             inv_freq: spec.rope.inv_freq(),
             spec: spec.clone(),
             device,
@@ -513,6 +581,11 @@ impl QnnPrefill {
 
     pub fn report(&self) -> &PrepareReport {
         &self.report
+    }
+
+    /// The performance vote in force, if a mode other than `Default` was voted successfully.
+    pub fn perf_vote(&self) -> Option<&PerfVote> {
+        self.perf_vote.as_ref()
     }
 
     pub fn device(&self) -> &QnnDevice {

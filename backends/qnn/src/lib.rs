@@ -22,6 +22,7 @@
 //!     .chunk_sizes(&[32, 128])
 //!     .ctx(1024)
 //!     .soc_model(57) // optional AOT target
+//!     .perf_mode("burst".parse().unwrap()) // run-time HTP power vote (best effort)
 //!     .cache_dir("/tmp/qnn-cache")
 //!     .build(&m.spec, &m.weights)?;
 //! println!("{:?}", prefill.report()); // Finalized | Restored, times, cache path
@@ -38,8 +39,9 @@
 //! Errors are [`Error`] (convertible to [`tandem_hal::Error`]); messages name the QNN call, the
 //! graph node and its tensors, the library path and versions, or the cache file.
 //!
-//! Not yet: quantized (int8/int4) weights, a last-position-only logits graph, the HTP runtime
-//! performance mode (power config), shared rpcmem buffers for the KV handoff.
+//! Not yet: quantized (int8/int4) weights, a last-position-only logits graph, shared rpcmem
+//! buffers for the KV handoff. The HTP performance mode ([`PerfMode`]) is voted but its
+//! on-device effect is unverified (the simulator has no clocks).
 
 pub mod cache;
 pub mod conv;
@@ -47,6 +49,7 @@ mod error;
 pub mod execute;
 pub mod library;
 pub mod lower;
+pub mod perf;
 
 pub use error::{Error, LowerError, Result};
 pub use execute::{
@@ -54,4 +57,5 @@ pub use execute::{
     QnnPrefillBuilder,
 };
 pub use library::{probe, Availability, DeviceInfo, QnnDevice};
+pub use perf::{ParsePerfModeError, PerfMode, PerfVote};
 pub use sys_qnn::{DeviceOptions, GraphOptions, Precision};
