@@ -662,7 +662,10 @@ pub fn unpermute_heads(t: &Tensor, n_heads: usize, head_dim: usize, path: &Path)
         _ => (0, 0),
     };
     let expected = n_heads.checked_mul(head_dim);
-    if expected != Some(rows) || head_dim % 2 != 0 || rows.checked_mul(unit) != Some(t.data.len()) {
+    if expected != Some(rows)
+        || !head_dim.is_multiple_of(2)
+        || rows.checked_mul(unit) != Some(t.data.len())
+    {
         return Err(Error::corrupt(
             path,
             format!(

@@ -244,7 +244,7 @@ pub(crate) fn validate_spec(spec: &ModelSpec, path: &Path, keys: &SpecKeys) -> R
             return Err(Error::config(path, key, "must be greater than 0"));
         }
     }
-    if spec.n_heads % spec.n_kv_heads != 0 {
+    if !spec.n_heads.is_multiple_of(spec.n_kv_heads) {
         return Err(Error::config(
             path,
             &keys.n_kv_heads,
@@ -254,7 +254,7 @@ pub(crate) fn validate_spec(spec: &ModelSpec, path: &Path, keys: &SpecKeys) -> R
             ),
         ));
     }
-    if spec.head_dim % 2 != 0 {
+    if !spec.head_dim.is_multiple_of(2) {
         return Err(Error::config(
             path,
             &keys.head_dim,

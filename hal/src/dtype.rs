@@ -71,7 +71,7 @@ impl DType {
 
     /// Bytes taken by a row of `n` values, or `None` if `n` is not a whole number of blocks.
     pub const fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_len() != 0 {
+        if !n.is_multiple_of(self.block_len()) {
             return None;
         }
         Some(n / self.block_len() * self.block_bytes())
@@ -203,7 +203,9 @@ pub fn q4_0_blocks(bytes: &[u8]) -> Option<&[BlockQ4_0]> {
 
 fn cast_blocks<T: Copy>(bytes: &[u8]) -> Option<&[T]> {
     let size = std::mem::size_of::<T>();
-    if bytes.len() % size != 0 || (bytes.as_ptr() as usize) % std::mem::align_of::<T>() != 0 {
+    if !bytes.len().is_multiple_of(size)
+        || !(bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
+    {
         return None;
     }
     // SAFETY: T is one of the `repr(C)` block structs above, made only of f16/i8/u8 fields, so every

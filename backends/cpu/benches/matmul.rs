@@ -1,7 +1,7 @@
 //! matmul on Qwen2-0.5B's MLP down-projection shape ([896, 4864]): decode matvec (reported as GB/s
 //! of weights streamed) and a 64-token prefill (reported as multiply-adds per second), for every
-//! weight dtype, 1 and 2 threads, on the selected ISA and on the scalar path; plus the fixed cost
-//! of one pool `run`.
+//! weight dtype: every available ISA (scalar included) on 1 thread, and the ISA chosen by default
+//! for that dtype on 2 threads; plus the fixed cost of one pool `run`.
 //!
 //! `cargo bench -p tandem-cpu --bench matmul -- --warm-up-time 1 --measurement-time 3`
 
@@ -42,14 +42,15 @@ fn weights(dtype: DType, pool: &ThreadPool) -> Matrix {
     f.convert(dtype, pool).unwrap()
 }
 
-fn isas() -> Vec<Isa> {
-    let all = Isa::available();
-    let best = *all.last().unwrap();
-    if best == Isa::Scalar {
-        vec![best]
-    } else {
-        vec![best, Isa::Scalar]
+/// `(isa, threads)` pairs to measure for `dtype`: every available ISA on one thread (side by side,
+/// so SIMD variants can be compared in one run), plus the default choice on two threads.
+fn runs(dtype: DType, prefill: bool) -> Vec<(Isa, usize)> {
+    let mut v: Vec<(Isa, usize)> = Isa::available().into_iter().map(|i| (i, 1)).collect();
+    let default = Isa::selected_for(dtype);
+    if default != Isa::Scalar || !prefill {
+        v.push((default, 2));
     }
+    v
 }
 
 fn bench(c: &mut Criterion) {
@@ -61,30 +62,24 @@ fn bench(c: &mut Criterion) {
 
         let mut g = c.benchmark_group(format!("matvec/{dtype}"));
         g.throughput(Throughput::Bytes(w.size_bytes() as u64));
-        for isa in isas() {
-            for pool in &pools {
-                let id = BenchmarkId::new(isa.name(), format!("{}t", pool.n_threads()));
-                g.bench_function(id, |b| {
-                    b.iter(|| matmul_with_isa(isa, pool, &w, &x[..COLS], 1, &mut y[..ROWS]))
-                });
-            }
+        for (isa, nth) in runs(dtype, false) {
+            let pool = &pools[nth - 1];
+            let id = BenchmarkId::new(isa.name(), format!("{nth}t"));
+            g.bench_function(id, |b| {
+                b.iter(|| matmul_with_isa(isa, pool, &w, &x[..COLS], 1, &mut y[..ROWS]))
+            });
         }
         g.finish();
 
         let mut g = c.benchmark_group(format!("prefill{PREFILL}/{dtype}"));
         g.sample_size(10);
         g.throughput(Throughput::Elements((PREFILL * ROWS * COLS) as u64));
-        for isa in isas() {
-            for pool in &pools {
-                // The scalar prefill is only a baseline; one thread count is enough.
-                if isa == Isa::Scalar && pool.n_threads() > 1 {
-                    continue;
-                }
-                let id = BenchmarkId::new(isa.name(), format!("{}t", pool.n_threads()));
-                g.bench_function(id, |b| {
-                    b.iter(|| matmul_with_isa(isa, pool, &w, &x, PREFILL, &mut y))
-                });
-            }
+        for (isa, nth) in runs(dtype, true) {
+            let pool = &pools[nth - 1];
+            let id = BenchmarkId::new(isa.name(), format!("{nth}t"));
+            g.bench_function(id, |b| {
+                b.iter(|| matmul_with_isa(isa, pool, &w, &x, PREFILL, &mut y))
+            });
         }
         g.finish();
     }

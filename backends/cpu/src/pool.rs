@@ -332,8 +332,8 @@ mod tests {
                         let r = split_range(n, ith, nth, align);
                         assert_eq!(r.start, next, "n={n} nth={nth} align={align}");
                         assert!(r.start <= r.end);
-                        assert!(r.start % align == 0 || r.start == n);
-                        assert!(r.end % align == 0 || r.end == n);
+                        assert!(r.start.is_multiple_of(align) || r.start == n);
+                        assert!(r.end.is_multiple_of(align) || r.end == n);
                         next = r.end;
                     }
                     assert_eq!(next, n);

@@ -2,8 +2,11 @@
 //! and the small vector helpers of a transformer block (RMSNorm, SwiGLU, softmax, dot, axpy).
 //!
 //! Every kernel has a scalar reference ([`scalar`]) and SIMD versions chosen once at run time
-//! ([`Isa`]): AVX2+FMA+F16C on x86_64, NEON (+ `dotprod` for the int8 dot) on aarch64.
-//! `TANDEM_CPU_ISA=scalar` (or the name of another available ISA) overrides the choice.
+//! ([`Isa`]): on x86_64 AVX2+FMA+F16C, plus AVX-VNNI (256-bit `vpdpbusd` int8 dot) and AVX-512
+//! F/BW/VL/VNNI (512-bit tiles); on aarch64 NEON (+ `dotprod` for the int8 dot). By default each
+//! weight dtype uses the best available ISA whose kernels measured faster for it
+//! ([`Isa::selected_for`]); `TANDEM_CPU_ISA=scalar` (or the name of another available ISA)
+//! forces one ISA for every dtype.
 //! Weight bytes may sit at any offset of a mapped file, so no kernel assumes alignment.
 
 use std::ops::Range;
@@ -20,8 +23,12 @@ mod neon;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512;
 
-/// Environment variable that forces an instruction set (`scalar`, `avx2`, `neon`, `neon+dotprod`).
+/// Environment variable that forces an instruction set: a full [`Isa::name`] (`scalar`,
+/// `avx2+fma+f16c`, `avx2+vnni`, `avx512+vnni`, `neon`, `neon+dotprod`) or its first part (`avx2`
+/// picks `avx2+fma+f16c`, `avx512`, `neon`).
 pub const ISA_ENV: &str = "TANDEM_CPU_ISA";
 
 /// An instruction set a kernel can run on.
@@ -31,6 +38,12 @@ pub enum Isa {
     /// x86_64 with AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// [`Isa::Avx2`] plus AVX-VNNI: the int8 dot uses 256-bit `vpdpbusd`; other kernels as AVX2.
+    #[cfg(target_arch = "x86_64")]
+    Avx2Vnni,
+    /// [`Isa::Avx2`] plus AVX-512 F/BW/VL/VNNI: 512-bit FMA tiles and a 512-bit `vpdpbusd` dot.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// aarch64 NEON without the int8 dot-product extension.
     #[cfg(target_arch = "aarch64")]
     Neon,
@@ -45,6 +58,10 @@ impl Isa {
             Isa::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2+fma+f16c",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Vnni => "avx2+vnni",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512+vnni",
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => "neon",
             #[cfg(target_arch = "aarch64")]
@@ -54,31 +71,63 @@ impl Isa {
 
     /// Every ISA this CPU can run, best last (always starts with [`Isa::Scalar`]).
     pub fn available() -> Vec<Isa> {
-        #[allow(unused_mut)]
-        let mut v = vec![Isa::Scalar];
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            v.push(Isa::Avx2);
-        }
-        #[cfg(target_arch = "aarch64")]
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            v.push(Isa::Neon);
-            if std::arch::is_aarch64_feature_detected!("dotprod") {
-                v.push(Isa::NeonDotprod);
-            }
-        }
-        v
+        Isa::detected().to_vec()
     }
 
-    /// The ISA the public kernels use: the best available, unless [`ISA_ENV`] names another
-    /// available one. Detected once.
-    pub fn selected() -> Isa {
-        static SELECTED: OnceLock<Isa> = OnceLock::new();
-        *SELECTED.get_or_init(|| {
-            let available = Isa::available();
+    /// [`Isa::available`], detected once.
+    fn detected() -> &'static [Isa] {
+        static DETECTED: OnceLock<Vec<Isa>> = OnceLock::new();
+        DETECTED.get_or_init(|| {
+            #[allow(unused_mut)]
+            let mut v = vec![Isa::Scalar];
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
+                v.push(Isa::Avx2);
+                if is_x86_feature_detected!("avxvnni") {
+                    v.push(Isa::Avx2Vnni);
+                }
+                if is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+                {
+                    v.push(Isa::Avx512);
+                }
+            }
+            #[cfg(target_arch = "aarch64")]
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                v.push(Isa::Neon);
+                if std::arch::is_aarch64_feature_detected!("dotprod") {
+                    v.push(Isa::NeonDotprod);
+                }
+            }
+            v
+        })
+    }
+
+    /// Whether this ISA's kernels for `dtype` measured faster than those of the ISAs before it
+    /// (`benches/matmul.rs` shapes, one thread, on a Sapphire Rapids Xeon; ratios to AVX2 in
+    /// decode / 64-token prefill). Where they did not, the default for `dtype` steps down.
+    /// - `Avx512`: f32 1.00/1.31, f16 1.04/1.58, bf16 1.03/1.66, q8_0 1.13/1.18, q4_0 1.00/1.31.
+    /// - `Avx2Vnni`: q4_0 1.05/1.19, but q8_0 0.94/1.06 (its plain kernels are AVX2's).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    fn pays_for(self, dtype: DType) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Vnni => dtype == DType::Q4_0,
+            _ => true,
+        }
+    }
+
+    /// The best available ISA, or the available one [`ISA_ENV`] names, and whether it was forced.
+    /// Detected once.
+    fn choice() -> (Isa, bool) {
+        static CHOICE: OnceLock<(Isa, bool)> = OnceLock::new();
+        *CHOICE.get_or_init(|| {
+            let available = Isa::detected();
             let best = *available.last().unwrap_or(&Isa::Scalar);
             match std::env::var(ISA_ENV) {
                 Ok(want) if !want.is_empty() => {
@@ -87,21 +136,45 @@ impl Isa {
                         .iter()
                         .copied()
                         .find(|i| i.name() == want || i.name().split('+').next() == Some(&want));
-                    found.unwrap_or_else(|| {
-                        tracing::warn!(
-                            "{ISA_ENV}={want} is not available on this CPU; using {}",
-                            best.name()
-                        );
-                        best
-                    })
+                    match found {
+                        Some(isa) => (isa, true),
+                        None => {
+                            tracing::warn!(
+                                "{ISA_ENV}={want} is not available on this CPU; using {}",
+                                best.name()
+                            );
+                            (best, false)
+                        }
+                    }
                 }
-                _ => best,
+                _ => (best, false),
             }
         })
     }
+
+    /// The best ISA available (or the one [`ISA_ENV`] forces). Detected once.
+    pub fn selected() -> Isa {
+        Isa::choice().0
+    }
+
+    /// The ISA [`matmul`] uses for `dtype` weights: the one [`ISA_ENV`] forces, else the best
+    /// available whose kernels for `dtype` pay off (which may be below [`Isa::selected`]).
+    pub fn selected_for(dtype: DType) -> Isa {
+        match Isa::choice() {
+            (isa, true) => isa,
+            (best, false) => Isa::detected()
+                .iter()
+                .rev()
+                .copied()
+                .find(|i| i.pays_for(dtype))
+                .unwrap_or(best),
+        }
+    }
 }
 
-/// Which instruction set the dispatch chose, e.g. `"avx2+fma+f16c"`, `"neon+dotprod"`, `"scalar"`.
+/// Which instruction set the dispatch chose, e.g. `"avx512+vnni"`, `"neon+dotprod"`, `"scalar"`:
+/// the best available (or forced) one. A dtype whose kernels do not gain from it steps down to a
+/// lower ISA ([`Isa::selected_for`]).
 pub fn isa_name() -> &'static str {
     Isa::selected().name()
 }
@@ -333,14 +406,25 @@ fn plain_tile<const RB: usize, const NT: usize>(
             };
             std::array::from_fn(|i| std::array::from_fn(|j| f(w[i], x[j])))
         }
-        // SAFETY: `Isa::Avx2` is only ever selected after detecting AVX2, FMA and F16C; every
+        // SAFETY: the AVX2 ISAs are only ever selected after detecting AVX2, FMA and F16C; every
         // weight row holds `x[j].len()` values of `dtype` (checked by `Matrix::new` and `matmul`).
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe {
+        Isa::Avx2 | Isa::Avx2Vnni => unsafe {
             match dtype {
                 DType::F32 => x86::tile_f32(w, x),
                 DType::F16 => x86::tile_f16(w, x),
                 DType::BF16 => x86::tile_bf16(w, x),
+                _ => unreachable!("plain dtype expected"),
+            }
+        },
+        // SAFETY: `Isa::Avx512` is only selected after detecting AVX-512 F/BW/VL/VNNI and AVX2,
+        // FMA, F16C; row lengths as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe {
+            match dtype {
+                DType::F32 => x86_avx512::tile_f32(w, x),
+                DType::F16 => x86_avx512::tile_f16(w, x),
+                DType::BF16 => x86_avx512::tile_bf16(w, x),
                 _ => unreachable!("plain dtype expected"),
             }
         },
@@ -383,6 +467,26 @@ fn quant_tile<const RB: usize, const NT: usize>(
                 _ => unreachable!("quantized dtype expected"),
             }
         },
+        // SAFETY: `Isa::Avx2Vnni` is only selected after detecting AVX2, FMA, F16C and AVX-VNNI;
+        // row lengths as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Vnni => unsafe {
+            match dtype {
+                DType::Q8_0 => x86::tile_q8_0_vnni(w, x),
+                DType::Q4_0 => x86::tile_q4_0_vnni(w, x),
+                _ => unreachable!("quantized dtype expected"),
+            }
+        },
+        // SAFETY: `Isa::Avx512` is only selected after detecting AVX-512 F/BW/VL/VNNI and AVX2,
+        // FMA, F16C; row lengths as above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe {
+            match dtype {
+                DType::Q8_0 => x86_avx512::tile_q8_0(w, x),
+                DType::Q4_0 => x86_avx512::tile_q4_0(w, x),
+                _ => unreachable!("quantized dtype expected"),
+            }
+        },
         // SAFETY: NEON is detected before `Isa::Neon` is selected; row lengths as above.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => unsafe {
@@ -418,50 +522,78 @@ fn matmul_rows(
     n_tokens: usize,
     out: &mut [&mut [f32]],
 ) {
-    let base = rows.start;
-    // Decode (and a prefill's leftover tokens): four rows per pass, four independent streams.
-    let one_token = |out: &mut [&mut [f32]], rows: Range<usize>, t: usize| {
-        let mut r = rows.start;
-        while r + 4 <= rows.end {
-            let v = tile::<4, 1>(isa, w, r, act, t);
-            for (i, v) in v.iter().enumerate() {
-                out[t][r + i - base] = v[0];
-            }
-            r += 4;
-        }
-        for r in r..rows.end {
-            out[t][r - base] = tile::<1, 1>(isa, w, r, act, t)[0][0];
-        }
-    };
     if n_tokens == 1 {
-        one_token(out, rows, 0);
+        one_token(isa, w, rows.clone(), rows.start, act, 0, out);
         return;
     }
+    match isa {
+        // 32 vector registers: a 4×4 tile (16 accumulators) halves the loads per multiply-add.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => prefill_rows::<4, TOKEN_TILE>(isa, w, rows, act, n_tokens, out),
+        _ => prefill_rows::<2, TOKEN_TILE>(isa, w, rows, act, n_tokens, out),
+    }
+}
+
+/// Decode (and a prefill's leftover tokens): four rows per pass, four independent streams.
+/// `out[t][r - base]` receives row `r` of token `t`.
+fn one_token(
+    isa: Isa,
+    w: &Matrix,
+    rows: Range<usize>,
+    base: usize,
+    act: Act<'_>,
+    t: usize,
+    out: &mut [&mut [f32]],
+) {
+    let mut r = rows.start;
+    while r + 4 <= rows.end {
+        let v = tile::<4, 1>(isa, w, r, act, t);
+        for (i, v) in v.iter().enumerate() {
+            out[t][r + i - base] = v[0];
+        }
+        r += 4;
+    }
+    for r in r..rows.end {
+        out[t][r - base] = tile::<1, 1>(isa, w, r, act, t)[0][0];
+    }
+}
+
+/// Prefill: blocks of [`ROW_BLOCK`] rows stay in cache while every group of `NT` tokens passes
+/// over them in tiles of `RB` rows × `NT` tokens.
+fn prefill_rows<const RB: usize, const NT: usize>(
+    isa: Isa,
+    w: &Matrix,
+    rows: Range<usize>,
+    act: Act<'_>,
+    n_tokens: usize,
+    out: &mut [&mut [f32]],
+) {
+    let base = rows.start;
     let mut rb = rows.start;
     while rb < rows.end {
         let block = rb..(rb + ROW_BLOCK).min(rows.end);
         let mut t = 0;
-        while t + TOKEN_TILE <= n_tokens {
+        while t + NT <= n_tokens {
             let mut r = block.start;
-            while r + 2 <= block.end {
-                let v = tile::<2, TOKEN_TILE>(isa, w, r, act, t);
+            while r + RB <= block.end {
+                let v = tile::<RB, NT>(isa, w, r, act, t);
                 for (i, v) in v.iter().enumerate() {
                     for (j, v) in v.iter().enumerate() {
                         out[t + j][r + i - base] = *v;
                     }
                 }
-                r += 2;
+                r += RB;
             }
-            if r < block.end {
-                let v = tile::<1, TOKEN_TILE>(isa, w, r, act, t);
+            for r in r..block.end {
+                let v = tile::<1, NT>(isa, w, r, act, t);
                 for (j, v) in v[0].iter().enumerate() {
                     out[t + j][r - base] = *v;
                 }
             }
-            t += TOKEN_TILE;
+            t += NT;
         }
         for t in t..n_tokens {
-            one_token(out, block.clone(), t);
+            one_token(isa, w, block.clone(), base, act, t, out);
         }
         rb = block.end;
     }
@@ -524,7 +656,7 @@ fn quantize_act(
 /// across `pool` by output rows, on the [`Isa::selected`] instruction set. For Q8_0/Q4_0 weights
 /// `x` is first quantized to Q8_0 per token and each block dot is an exact integer dot.
 pub fn matmul(pool: &ThreadPool, w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
-    matmul_with_isa(Isa::selected(), pool, w, x, n_tokens, y)
+    matmul_with_isa(Isa::selected_for(w.dtype), pool, w, x, n_tokens, y)
 }
 
 /// [`matmul`] on a given instruction set (which must be in [`Isa::available`]); for tests and
@@ -627,9 +759,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
     match Isa::selected() {
         Isa::Scalar => scalar::dot(a, b),
-        // SAFETY: AVX2+FMA were detected before `Isa::Avx2` was selected.
+        // SAFETY: AVX2+FMA were detected before any x86 SIMD ISA was selected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::dot(a, b) },
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 => unsafe { x86::dot(a, b) },
         // SAFETY: NEON was detected before a NEON ISA was selected.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDotprod => unsafe { neon::dot(a, b) },
@@ -641,9 +773,9 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "axpy: lengths differ");
     match Isa::selected() {
         Isa::Scalar => scalar::axpy(alpha, x, y),
-        // SAFETY: AVX2+FMA were detected before `Isa::Avx2` was selected.
+        // SAFETY: AVX2+FMA were detected before any x86 SIMD ISA was selected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::axpy(alpha, x, y) },
+        Isa::Avx2 | Isa::Avx2Vnni | Isa::Avx512 => unsafe { x86::axpy(alpha, x, y) },
         // SAFETY: NEON was detected before a NEON ISA was selected.
         #[cfg(target_arch = "aarch64")]
         Isa::Neon | Isa::NeonDotprod => unsafe { neon::axpy(alpha, x, y) },

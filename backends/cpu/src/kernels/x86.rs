@@ -1,8 +1,10 @@
 //! x86_64 kernels for AVX2 + FMA + F16C. Every function here must only be called after those
-//! three features were detected at run time ([`super::Isa::Avx2`]). All loads are unaligned.
+//! three features were detected at run time ([`super::Isa::Avx2`]); the `*_vnni` ones also need
+//! AVX-VNNI ([`super::Isa::Avx2Vnni`]). All loads are unaligned.
 //!
 //! Tiles compute `RB` weight rows against `NT` tokens so each loaded (and converted) weight vector
-//! feeds `NT` FMAs; the int8 dot uses the `maddubs` trick (|w| as unsigned times x with w's sign).
+//! feeds `NT` FMAs; the int8 dot uses the `maddubs` trick (|w| as unsigned times x with w's sign),
+//! or with VNNI `vpdpbusd` on weights offset to unsigned plus an exact per-lane correction.
 
 // Tile loops index several parallel register arrays by the same constant-bounded counter, which
 // LLVM unrolls into registers; iterator chains over them would only obscure that.
@@ -164,8 +166,8 @@ pub(super) unsafe fn tile_bf16<const RB: usize, const NT: usize>(
     plain_tile::<BF16, RB, NT>(w, x)
 }
 
-const Q8: u8 = 0;
-const Q4: u8 = 1;
+pub(super) const Q8: u8 = 0;
+pub(super) const Q4: u8 = 1;
 
 /// The 32 weights of the block at `p` as signed bytes, in element order.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -261,6 +263,105 @@ pub(super) unsafe fn tile_q4_0<const RB: usize, const NT: usize>(
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
     quant_tile::<Q4, RB, NT>(w, x)
+}
+
+/// The 32 weights of the block at `p` as unsigned bytes `w + OFFSET`, in element order: Q8_0
+/// bytes with the sign bit flipped (`w + 128`), Q4_0 nibbles as stored (`w + 8`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn load_block_offset<const QT: u8>(p: *const u8) -> __m256i {
+    if QT == Q8 {
+        _mm256_xor_si256(
+            _mm256_loadu_si256(p.add(2).cast()),
+            _mm256_set1_epi8(i8::MIN),
+        )
+    } else {
+        let b = _mm_loadu_si128(p.add(2).cast());
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(b, m);
+        let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), m);
+        _mm256_set_m128i(hi, lo)
+    }
+}
+
+/// The offset [`load_block_offset`] adds to every weight of a `QT` block.
+pub(super) const fn weight_offset(qt: u8) -> i8 {
+    if qt == Q8 {
+        i8::MIN // as an unsigned byte: 128
+    } else {
+        8
+    }
+}
+
+/// [`quant_tile`] with AVX-VNNI: `vpdpbusd` multiplies unsigned by signed bytes and adds groups of
+/// four straight into i32 lanes (no i16 intermediate, so nothing can saturate). The weights enter
+/// as `w + OFFSET >= 0` (see [`load_block_offset`]); each lane starts from `-OFFSET * (sum of its
+/// four x)`, computed once per token and block, so every lane ends exactly at `sum w * x`.
+///
+/// # Safety
+/// AVX2, FMA, F16C and AVX-VNNI must be available; lengths as for [`quant_tile`].
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn quant_tile_vnni<const QT: u8, const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    let nb = if NT == 0 { 0 } else { x[0].len() };
+    let bb = if QT == Q8 { Q8_0_BYTES } else { Q4_0_BYTES };
+    for i in 0..RB {
+        assert!(w[i].len() >= nb * bb, "weight row shorter than activations");
+    }
+    for j in 0..NT {
+        assert_eq!(x[j].len(), nb, "token rows differ in length");
+    }
+    let offset = _mm256_set1_epi8(weight_offset(QT));
+    let mut acc = [[_mm256_setzero_ps(); NT]; RB];
+    for b in 0..nb {
+        let mut wu = [_mm256_setzero_si256(); RB];
+        let mut dw = [0.0f32; RB];
+        for i in 0..RB {
+            let p = w[i].as_ptr().add(b * bb);
+            wu[i] = load_block_offset::<QT>(p);
+            dw[i] = block_scale(p);
+        }
+        for j in 0..NT {
+            let xb = &x[j][b];
+            let xq = _mm256_loadu_si256(xb.qs.as_ptr().cast());
+            let dx = f16_to_f32(xb.d.to_bits());
+            let corr = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), offset, xq);
+            let start = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
+            for i in 0..RB {
+                let s = _mm256_cvtepi32_ps(_mm256_dpbusd_avx_epi32(start, wu[i], xq));
+                acc[i][j] = _mm256_fmadd_ps(s, _mm256_set1_ps(dw[i] * dx), acc[i][j]);
+            }
+        }
+    }
+    let mut out = [[0.0f32; NT]; RB];
+    for i in 0..RB {
+        for j in 0..NT {
+            out[i][j] = hsum(acc[i][j]);
+        }
+    }
+    out
+}
+
+/// # Safety
+/// See [`quant_tile_vnni`].
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn tile_q8_0_vnni<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile_vnni::<Q8, RB, NT>(w, x)
+}
+
+/// # Safety
+/// See [`quant_tile_vnni`].
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+pub(super) unsafe fn tile_q4_0_vnni<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile_vnni::<Q4, RB, NT>(w, x)
 }
 
 /// `sum a[i] * b[i]` with four independent accumulators.
