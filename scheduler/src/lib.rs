@@ -5,7 +5,9 @@
 //! worker threads and placement policy arrive with the scheduler issue.
 
 pub mod generate;
+pub mod report;
 pub mod sampling;
+pub mod trace;
 
 pub use generate::{generate, GenerateOutput, GenerateRequest, GenerationStats, StopReason};
 pub use sampling::{Sampler, SamplingParams};
