@@ -33,18 +33,18 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// f16 bits to f32 via F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn f16_to_f32(bits: u16) -> f32 {
+pub(super) unsafe fn f16_to_f32(bits: u16) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// Scale of the block at `p` (little-endian f16, any alignment).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn block_scale(p: *const u8) -> f32 {
+pub(super) unsafe fn block_scale(p: *const u8) -> f32 {
     f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
 }
 
-const fn elem_bytes(dt: u8) -> usize {
+pub(super) const fn elem_bytes(dt: u8) -> usize {
     if dt == F32 {
         4
     } else {

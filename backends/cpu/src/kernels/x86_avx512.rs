@@ -15,33 +15,11 @@ use std::arch::x86_64::*;
 use tandem_hal::BlockQ8_0;
 
 use super::scalar::{Q4_0_BYTES, Q8_0_BYTES};
-use super::x86::{weight_offset, Q4, Q8};
+use super::x86::{block_scale, elem_bytes, f16_to_f32, weight_offset, Q4, Q8};
 
 const F32: u8 = 0;
 const F16: u8 = 1;
 const BF16: u8 = 2;
-
-/// f16 bits to f32.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn f16_to_f32(bits: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-}
-
-/// Scale of the block at `p` (little-endian f16, any alignment).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn block_scale(p: *const u8) -> f32 {
-    f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
-}
-
-const fn elem_bytes(dt: u8) -> usize {
-    if dt == F32 {
-        4
-    } else {
-        2
-    }
-}
 
 /// Sixteen consecutive weights at `p`, widened to f32.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
