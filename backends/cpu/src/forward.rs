@@ -186,6 +186,7 @@ impl CpuModel {
         let mut gate = vec![0.0f32; n * inter];
         let mut up = vec![0.0f32; n * inter];
 
+        let (cos, sin) = self.rope_table(start, n);
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm_rows(&x, &layer.attn_norm, s.rms_norm_eps, &mut h);
             kernels::matmul(&self.pool, &layer.wq, &h, n, &mut q);
@@ -208,8 +209,8 @@ impl CpuModel {
             if let Some(w) = &layer.k_norm {
                 head_rms_norm(&mut k, w, s.rms_norm_eps);
             }
-            self.rope(&mut q, start, s.n_heads);
-            self.rope(&mut k, start, s.n_kv_heads);
+            self.rope(&mut q, (&cos, &sin), s.n_heads);
+            self.rope(&mut k, (&cos, &sin), s.n_kv_heads);
             cache.write(li, start, &k, &v);
             self.attention(&q, cache, li, start, &mut attn);
             kernels::matmul(&self.pool, &layer.wo, &attn, n, &mut o);
@@ -236,21 +237,31 @@ impl CpuModel {
         Ok(logits)
     }
 
-    /// Rotates each head of `buf` (`[n, heads * head_dim]`, token t at position `start + t`),
-    /// pairing element i with i + rotary_dim/2 (Hugging Face `rotate_half`).
-    fn rope(&self, buf: &mut [f32], start: usize, heads: usize) {
-        let d = self.spec.head_dim;
+    /// cos/sin of every rotary frequency at positions `start..start + n`, `[n, rotary_dim / 2]`
+    /// each; computed once per forward pass and shared by q, k and every layer.
+    fn rope_table(&self, start: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.inv_freq.len();
-        let mut cos = vec![0.0f32; half];
-        let mut sin = vec![0.0f32; half];
-        for (t, row) in buf.chunks_exact_mut(heads * d).enumerate() {
+        let mut cos = Vec::with_capacity(n * half);
+        let mut sin = Vec::with_capacity(n * half);
+        for t in 0..n {
             // Angles in f32 like the reference (positions · inv_freq computed in float32).
             let pos = (start + t) as f32;
-            for i in 0..half {
-                let a = pos * self.inv_freq[i];
-                cos[i] = a.cos();
-                sin[i] = a.sin();
+            for &f in &self.inv_freq {
+                let a = pos * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
             }
+        }
+        (cos, sin)
+    }
+
+    /// Rotates each head of `buf` (`[n, heads * head_dim]`) with the [`Self::rope_table`] rows,
+    /// pairing element i with i + rotary_dim/2 (Hugging Face `rotate_half`).
+    fn rope(&self, buf: &mut [f32], (cos, sin): (&[f32], &[f32]), heads: usize) {
+        let d = self.spec.head_dim;
+        let half = self.inv_freq.len();
+        for (t, row) in buf.chunks_exact_mut(heads * d).enumerate() {
+            let (cos, sin) = (&cos[t * half..][..half], &sin[t * half..][..half]);
             for head in row.chunks_exact_mut(d) {
                 for i in 0..half {
                     let (x0, x1) = (head[i], head[i + half]);
