@@ -2,16 +2,11 @@
 //! `logits --json` and `run --json` on the committed fixtures against the transformers
 //! reference, the README's default command, and clear failures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-}
+use tandem_tests::{fixtures, ids, max_abs_diff, qnn_lib_dir, reference, MODELS};
 
 fn tandem(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tandem"))
@@ -29,30 +24,24 @@ fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
 }
 
-fn ids(v: &Value) -> Vec<u64> {
+fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|x| x.as_u64().unwrap())
+        .map(|x| x.as_f64().unwrap() as f32)
         .collect()
 }
 
-fn csv(v: &[u64]) -> String {
-    v.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+fn csv(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[test]
 fn logits_and_greedy_run_match_the_reference_for_every_architecture() {
-    for name in ["llama-gqa", "qwen2-tied", "qwen3-qknorm", "llama3-rope"] {
+    for name in MODELS {
         let dir = fixtures().join(name);
-        let reference: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-        let last: Vec<f32> = std::fs::read(dir.join("logits_last.bin"))
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let vocab = reference["vocab_size"].as_u64().unwrap() as usize;
+        let r = reference(name);
+        let (reference, last, vocab) = (&r.json, &r.last, r.vocab);
         for model in [
             dir.join("hf-f32"),
             dir.join("gguf").join(format!("{name}-f32.gguf")),
@@ -69,18 +58,7 @@ fn logits_and_greedy_run_match_the_reference_for_every_architecture() {
                 "--json",
             ]));
             assert_eq!(ids(&out["tokens"]), prompt);
-            let got: Vec<f32> = out["last_logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            let want = &last[2 * vocab..3 * vocab];
-            let d = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let d = max_abs_diff(&floats(&out["last_logits"]), &last[2 * vocab..3 * vocab]);
             assert!(d <= 1e-4, "{m}: last logits differ by {d}");
             assert_eq!(out["argmax"].as_array().unwrap().len(), prompt.len());
 
@@ -174,22 +152,6 @@ fn bad_input_fails_with_a_message_not_a_panic() {
     }
 }
 
-/// The QNN HTP libraries (fetched by `cargo xtask test`); `None` prints why the NPU tests are
-/// skipped, and under `CI=true` a missing library is a failure, never a silent pass.
-fn qnn_lib_dir() -> Option<String> {
-    match std::env::var("TANDEM_QNN_LIB_DIR") {
-        Ok(d) if Path::new(&d).join("libQnnHtp.so").exists() => Some(d),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "TANDEM_QNN_LIB_DIR must point at the QNN libraries in CI (cargo xtask test sets it)"
-            );
-            eprintln!("SKIPPED: TANDEM_QNN_LIB_DIR not set; run through `cargo xtask test`");
-            None
-        }
-    }
-}
-
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tandem-cli-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -227,13 +189,10 @@ fn devices_reports_the_htp_backend_or_why_not() {
 fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
     let Some(lib) = qnn_lib_dir() else { return };
     let cache = temp_dir("qnn-cache");
-    for name in ["llama-gqa", "qwen2-tied", "qwen3-qknorm", "llama3-rope"] {
-        let dir = fixtures().join(name);
-        let model = dir.join("hf-f32");
+    for name in MODELS {
+        let model = fixtures().join(name).join("hf-f32");
         let m = model.to_str().unwrap();
-        let reference: Value =
-            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-        let prompt = csv(&ids(&reference["prompts"][1]["ids"]));
+        let prompt = csv(&ids(&reference(name).json["prompts"][1]["ids"]));
         let cpu = json_of(&tandem(&["logits", "-m", m, "--tokens", &prompt, "--json"]));
         // AR-8 graphs over a 64-slot context: the 18-19 token prompt spans three chunks and
         // ends mid-chunk (padded, masked).
@@ -257,19 +216,9 @@ fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
         ];
         let npu = json_of(&tandem(&npu_args));
         assert_eq!(npu["argmax"], cpu["argmax"], "{name}: top-1 per position");
-        let (a, b) = (
-            npu["last_logits"].as_array().unwrap(),
-            cpu["last_logits"].as_array().unwrap(),
-        );
-        let scale = b
-            .iter()
-            .map(|v| v.as_f64().unwrap().abs())
-            .fold(0.0, f64::max);
-        let d = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs())
-            .fold(0.0, f64::max);
+        let (a, b) = (floats(&npu["last_logits"]), floats(&cpu["last_logits"]));
+        let scale = b.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        let d = max_abs_diff(&a, &b);
         // fp16 weights and activations: the QNN crate's tests bound this at 2 % of max |logit|.
         assert!(
             d <= 0.02 * scale,

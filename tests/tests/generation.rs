@@ -1,7 +1,7 @@
 //! End-to-end behaviour of the facade: the embedded model, streaming, stop conditions, context
 //! limits, thread counts, weight conversion and bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tandem::{
     Error, GenerateRequest, KvCache, LoadOptions, Model, ModelSource, SamplingParams, StopReason,
@@ -9,9 +9,7 @@ use tandem::{
 };
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel)
+    tandem_tests::fixtures().join(rel)
 }
 
 fn load(source: ModelSource, threads: usize, w: WeightFormat) -> Model {
@@ -260,7 +258,6 @@ fn converting_weights_at_load_keeps_outputs_close() {
     let base = load(ModelSource::Path(path.clone()), 2, WeightFormat::AsStored);
     let prompt = base.encode_prompt("The river town woke").unwrap();
     let want = base.logits_all(&prompt).unwrap();
-    let rms = (want.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / want.len() as f64).sqrt();
     // Relative RMS error bounds; these fixtures amplify weight error ~6x (measured with f16).
     for (fmt, bound) in [
         (tandem::hal::DType::F16, 5e-3),
@@ -274,18 +271,8 @@ fn converting_weights_at_load_keeps_outputs_close() {
         );
         assert_eq!(m.cpu.weight_dtype(), fmt);
         let got = m.logits_all(&prompt).unwrap();
-        let err = (got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| ((g - w) as f64).powi(2))
-            .sum::<f64>()
-            / want.len() as f64)
-            .sqrt();
-        assert!(
-            err / rms < bound,
-            "{fmt}: relative error {} >= {bound}",
-            err / rms
-        );
+        let err = tandem_tests::rel_rmse(&got, &want);
+        assert!(err < bound, "{fmt}: relative error {err} >= {bound}");
         assert!(err > 0.0, "{fmt}: conversion had no effect at all");
     }
 }

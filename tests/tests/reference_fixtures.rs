@@ -2,54 +2,10 @@
 //! `cargo xtask fixtures`): logits of every prompt position, last-position logits, greedy tokens
 //! and tokenization, for every fixture architecture and every file format we load.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::Value;
 use tandem::{GenerateRequest, LoadOptions, Model, ModelSource, SamplingParams, WeightFormat};
-
-const MODELS: [&str; 4] = ["llama-gqa", "qwen2-tied", "qwen3-qknorm", "llama3-rope"];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
-}
-
-struct Reference {
-    json: Value,
-    /// Logits of every position of prompt 1, `[n, vocab]`.
-    all: Vec<f32>,
-    /// Last-position logits of each prompt, `[prompts, vocab]`.
-    last: Vec<f32>,
-    vocab: usize,
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-fn reference(model: &str) -> Reference {
-    let dir = fixtures().join(model);
-    let json: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-    let vocab = json["vocab_size"].as_u64().unwrap() as usize;
-    Reference {
-        all: read_f32(&dir.join("logits_prompt1_all.bin")),
-        last: read_f32(&dir.join("logits_last.bin")),
-        json,
-        vocab,
-    }
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use tandem_tests::{fixtures, ids, max_abs_diff, read_f32, reference, rel_rmse, Reference, MODELS};
 
 fn load(path: &Path, threads: usize) -> Model {
     let opts = LoadOptions {
@@ -58,25 +14,6 @@ fn load(path: &Path, threads: usize) -> Model {
     };
     Model::load(&ModelSource::Path(path.to_path_buf()), &opts)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// Root-mean-square error relative to the reference's RMS.
-fn rel_rmse(got: &[f32], want: &[f32]) -> f32 {
-    let err: f64 = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| ((g - w) as f64).powi(2))
-        .sum();
-    let norm: f64 = want.iter().map(|w| (*w as f64).powi(2)).sum();
-    (err / norm).sqrt() as f32
 }
 
 /// Checks every comparison for one model file against the reference.
