@@ -1,5 +1,8 @@
 //! The CPU-side KV cache: per layer, K and V as `[n_kv_heads, capacity, head_dim]` f32, so one
 //! head's past keys are contiguous for the attention loop. `len` positions are valid.
+//!
+//! Writers that fill several layers at once (the NPU→CPU handoff) take disjoint per-layer views
+//! with [`KvCache::layers_mut`]; positions become valid only through [`KvCache::advance`].
 
 use tandem_graphs::ModelSpec;
 use tandem_hal::{Error, Result};
@@ -18,14 +21,25 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache holding up to `capacity` positions.
     pub fn new(spec: &ModelSpec, capacity: usize) -> KvCache {
-        let per_layer = spec.n_kv_heads * capacity * spec.head_dim;
+        KvCache::with_shape(spec.n_layers, spec.n_kv_heads, spec.head_dim, capacity)
+    }
+
+    /// An empty cache of the given geometry, for code that has no [`ModelSpec`] at hand (tools,
+    /// tests, benches).
+    pub fn with_shape(
+        n_layers: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+    ) -> KvCache {
+        let per_layer = n_kv_heads * capacity * head_dim;
         KvCache {
-            n_kv_heads: spec.n_kv_heads,
-            head_dim: spec.head_dim,
+            n_kv_heads,
+            head_dim,
             capacity,
             len: 0,
-            k: (0..spec.n_layers).map(|_| vec![0.0; per_layer]).collect(),
-            v: (0..spec.n_layers).map(|_| vec![0.0; per_layer]).collect(),
+            k: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
+            v: (0..n_layers).map(|_| vec![0.0; per_layer]).collect(),
         }
     }
 
@@ -44,6 +58,14 @@ impl KvCache {
 
     pub fn n_layers(&self) -> usize {
         self.k.len()
+    }
+
+    pub fn n_kv_heads(&self) -> usize {
+        self.n_kv_heads
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
     }
 
     /// Forgets positions `n..` (e.g. to rewind a session); `n` must not exceed `len`.
@@ -71,18 +93,36 @@ impl KvCache {
     /// Writes token-major rows `k_rows`/`v_rows` (`[n, n_kv_heads * head_dim]`) of `layer` at
     /// positions `start..start + n`.
     pub fn write(&mut self, layer: usize, start: usize, k_rows: &[f32], v_rows: &[f32]) {
-        let kv_dim = self.n_kv_heads * self.head_dim;
-        let n = k_rows.len() / kv_dim;
-        debug_assert!(start + n <= self.capacity);
-        for (src, dst) in [(k_rows, &mut self.k[layer]), (v_rows, &mut self.v[layer])] {
-            for t in 0..n {
-                for h in 0..self.n_kv_heads {
-                    let from = &src[t * kv_dim + h * self.head_dim..][..self.head_dim];
-                    let at = (h * self.capacity + start + t) * self.head_dim;
-                    dst[at..at + self.head_dim].copy_from_slice(from);
-                }
-            }
+        self.layer_mut(layer).write_rows(start, k_rows, v_rows);
+    }
+
+    /// A mutable view of one layer's K and V (all `capacity` positions).
+    pub fn layer_mut(&mut self, layer: usize) -> KvLayerMut<'_> {
+        KvLayerMut {
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            k: &mut self.k[layer],
+            v: &mut self.v[layer],
         }
+    }
+
+    /// Disjoint mutable views of every layer, in layer order, so layers can be written from
+    /// different threads. Writing through them does not change [`Self::len`]; call
+    /// [`Self::advance`] once every layer holds the new positions.
+    pub fn layers_mut(&mut self) -> Vec<KvLayerMut<'_>> {
+        let (n_kv_heads, head_dim, capacity) = (self.n_kv_heads, self.head_dim, self.capacity);
+        self.k
+            .iter_mut()
+            .zip(self.v.iter_mut())
+            .map(|(k, v)| KvLayerMut {
+                n_kv_heads,
+                head_dim,
+                capacity,
+                k,
+                v,
+            })
+            .collect()
     }
 
     /// Marks `n` more positions valid (after every layer was written).
@@ -101,5 +141,154 @@ impl KvCache {
     pub fn values(&self, layer: usize, head: usize, n: usize) -> &[f32] {
         let at = head * self.capacity * self.head_dim;
         &self.v[layer][at..at + n * self.head_dim]
+    }
+}
+
+/// One layer of a [`KvCache`], writable: K and V `[n_kv_heads, capacity, head_dim]` f32.
+///
+/// Obtained from [`KvCache::layers_mut`] or [`KvCache::layer_mut`]. Accessors panic on a head or
+/// position out of range, like slice indexing.
+#[derive(Debug)]
+pub struct KvLayerMut<'a> {
+    n_kv_heads: usize,
+    head_dim: usize,
+    capacity: usize,
+    k: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl KvLayerMut<'_> {
+    pub fn n_kv_heads(&self) -> usize {
+        self.n_kv_heads
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Writes token-major rows `k_rows`/`v_rows` (`[n, n_kv_heads * head_dim]`) at positions
+    /// `start..start + n`.
+    pub fn write_rows(&mut self, start: usize, k_rows: &[f32], v_rows: &[f32]) {
+        let (heads, d) = (self.n_kv_heads, self.head_dim);
+        let kv_dim = heads * d;
+        let n = k_rows.len() / kv_dim;
+        debug_assert!(start + n <= self.capacity);
+        debug_assert_eq!(k_rows.len(), v_rows.len());
+        for (t, (k_row, v_row)) in k_rows
+            .chunks_exact(kv_dim)
+            .zip(v_rows.chunks_exact(kv_dim))
+            .enumerate()
+        {
+            for h in 0..heads {
+                self.key_mut(h, start + t)
+                    .copy_from_slice(&k_row[h * d..][..d]);
+                self.value_mut(h, start + t)
+                    .copy_from_slice(&v_row[h * d..][..d]);
+            }
+        }
+    }
+
+    /// The key slot of `head` at `pos`, `[head_dim]`.
+    pub fn key_mut(&mut self, head: usize, pos: usize) -> &mut [f32] {
+        self.keys_mut(head, pos, 1)
+    }
+
+    /// The value slot of `head` at `pos`, `[head_dim]`.
+    pub fn value_mut(&mut self, head: usize, pos: usize) -> &mut [f32] {
+        self.values_mut(head, pos, 1)
+    }
+
+    /// Keys of `head` at positions `start..start + n`, `[n, head_dim]` (contiguous).
+    pub fn keys_mut(&mut self, head: usize, start: usize, n: usize) -> &mut [f32] {
+        let at = self.span(head, start, n);
+        &mut self.k[at]
+    }
+
+    /// Values of `head` at positions `start..start + n`, `[n, head_dim]` (contiguous).
+    pub fn values_mut(&mut self, head: usize, start: usize, n: usize) -> &mut [f32] {
+        let at = self.span(head, start, n);
+        &mut self.v[at]
+    }
+
+    fn span(&self, head: usize, start: usize, n: usize) -> std::ops::Range<usize> {
+        assert!(
+            head < self.n_kv_heads && start + n <= self.capacity,
+            "KV slot (head {head}, positions {start}..{}) outside {} heads × {} positions",
+            start + n,
+            self.n_kv_heads,
+            self.capacity
+        );
+        let at = (head * self.capacity + start) * self.head_dim;
+        at..at + n * self.head_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, kv_dim: usize, seed: f32) -> Vec<f32> {
+        (0..n * kv_dim).map(|i| seed + i as f32).collect()
+    }
+
+    #[test]
+    fn layer_views_write_where_keys_and_values_read() {
+        let (heads, d, cap) = (3, 4, 10);
+        let mut cache = KvCache::with_shape(2, heads, d, cap);
+        let (k, v) = (rows(5, heads * d, 0.5), rows(5, heads * d, 1000.5));
+        {
+            let mut layers = cache.layers_mut();
+            assert_eq!(layers.len(), 2);
+            let l1 = &mut layers[1];
+            assert_eq!(
+                (l1.n_kv_heads(), l1.head_dim(), l1.capacity()),
+                (heads, d, cap)
+            );
+            l1.write_rows(2, &k, &v);
+            l1.key_mut(2, 9).fill(-1.0);
+            l1.value_mut(0, 0).fill(-2.0);
+        }
+        assert_eq!(cache.len(), 0, "views do not advance the cache");
+        cache.advance(cap);
+        for h in 0..heads {
+            for t in 0..5 {
+                let want_k = &k[t * heads * d + h * d..][..d];
+                let want_v = &v[t * heads * d + h * d..][..d];
+                assert_eq!(&cache.keys(1, h, cap)[(2 + t) * d..][..d], want_k);
+                assert_eq!(&cache.values(1, h, cap)[(2 + t) * d..][..d], want_v);
+            }
+        }
+        assert_eq!(&cache.keys(1, 2, cap)[9 * d..], &[-1.0; 4]);
+        assert_eq!(cache.values(1, 0, 1), &[-2.0; 4]);
+        assert!(
+            cache.keys(0, 0, cap).iter().all(|&x| x == 0.0),
+            "layer 0 untouched"
+        );
+    }
+
+    #[test]
+    fn write_delegates_to_the_layer_view() {
+        let mut a = KvCache::with_shape(2, 2, 3, 6);
+        let mut b = a.clone();
+        let (k, v) = (rows(4, 6, 1.0), rows(4, 6, 50.0));
+        a.write(1, 1, &k, &v);
+        b.layer_mut(1).write_rows(1, &k, &v);
+        a.advance(6);
+        b.advance(6);
+        for h in 0..2 {
+            assert_eq!(a.keys(1, h, 6), b.keys(1, h, 6));
+            assert_eq!(a.values(1, h, 6), b.values(1, h, 6));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn slot_past_capacity_panics() {
+        let mut cache = KvCache::with_shape(1, 2, 4, 8);
+        cache.layers_mut()[0].keys_mut(1, 6, 3);
     }
 }

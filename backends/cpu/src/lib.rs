@@ -11,5 +11,5 @@ pub mod kv_cache;
 pub mod pool;
 
 pub use forward::{CpuModel, Logits, WeightFormat};
-pub use kv_cache::KvCache;
+pub use kv_cache::{KvCache, KvLayerMut};
 pub use pool::ThreadPool;

@@ -7,10 +7,18 @@
 //! - graph `past_key_l` `[n_kv, head_dim, P]` (transposed, so q·K needs no transpose),
 //!   `past_value_l` `[n_kv, P, head_dim]`; outputs `new_key_l` `[n_kv, head_dim, N]`,
 //!   `new_value_l` `[n_kv, N, head_dim]`.
+//!
+//! The NPU→CPU handoff ([`KvLayout::write_keys`], [`KvLayout::write_values`]) converts the
+//! outputs straight into a [`KvLayerMut`]: a value head is `[N, head_dim]` on both sides, so its
+//! valid rows convert as one run; a key head is transposed through a small stack tile.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use tandem_cpu::KvCache;
+use tandem_cpu::{KvCache, KvLayerMut};
+
+/// fp16 elements per stack tile of the in-place conversions (2 KiB: stays in L1, and long
+/// enough for `half`'s SIMD slice conversion to dominate).
+const TILE: usize = 1024;
 
 /// f32 → little-endian fp16 bytes (round to nearest even).
 pub fn f32_to_f16_bytes(v: &[f32]) -> Vec<u8> {
@@ -24,6 +32,21 @@ pub fn f16_bytes_to_f32(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(2)
         .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
         .collect()
+}
+
+/// Little-endian fp16 bytes → f32 into `dst` (`src.len() == 2 * dst.len()`), without a heap
+/// buffer. The bytes are read as bytes (a `Vec<u8>` promises no 2-byte alignment to cast on)
+/// into a stack tile that `half` converts with SIMD where the CPU has it.
+pub fn f16_bytes_into_f32(src: &[u8], dst: &mut [f32]) {
+    assert_eq!(src.len(), 2 * dst.len(), "fp16 bytes vs f32 elements");
+    let mut tile = [f16::ZERO; TILE];
+    for (s, d) in src.chunks(2 * TILE).zip(dst.chunks_mut(TILE)) {
+        let t = &mut tile[..d.len()];
+        for (h, b) in t.iter_mut().zip(s.chunks_exact(2)) {
+            *h = f16::from_le_bytes([b[0], b[1]]);
+        }
+        t.convert_to_f32_slice(d);
+    }
 }
 
 /// i32 → little-endian bytes.
@@ -105,6 +128,68 @@ impl KvLayout {
         rows
     }
 
+    /// Bytes of one `new_key_l` or `new_value_l` output (`n_kv · head_dim · N` fp16).
+    pub fn new_kv_bytes(&self) -> usize {
+        self.n_kv_heads * self.head_dim * self.chunk * 2
+    }
+
+    /// Converts the first `n` positions of `new_key_l` (fp16 `[n_kv, head_dim, N]`) into `dst`'s
+    /// keys at positions `start..start + n`. Panics if `bytes` is not [`Self::new_kv_bytes`] long
+    /// or `dst` has another geometry or too little room (callers validate first).
+    pub fn write_keys(&self, bytes: &[u8], n: usize, dst: &mut KvLayerMut<'_>, start: usize) {
+        let (h, d, c) = (self.n_kv_heads, self.head_dim, self.chunk);
+        self.check_dst(bytes, n, dst);
+        // A tile is `[tn, dn]` of the cache's `[n, head_dim]`: whole rows (dn == d) when a row
+        // fits, else part of one row (tn == 1), so it is always one contiguous run of `dst`.
+        let dn = d.min(TILE);
+        let tt = (TILE / d).max(1);
+        let mut tile = [f16::ZERO; TILE];
+        for head in 0..h {
+            let src = &bytes[head * d * c * 2..][..d * c * 2];
+            let keys = dst.keys_mut(head, start, n);
+            for t0 in (0..n).step_by(tt) {
+                let tn = tt.min(n - t0);
+                for i0 in (0..d).step_by(dn) {
+                    let dn = dn.min(d - i0);
+                    let t = &mut tile[..tn * dn];
+                    for i in 0..dn {
+                        let row = &src[((i0 + i) * c + t0) * 2..][..tn * 2];
+                        for (j, b) in row.chunks_exact(2).enumerate() {
+                            t[j * dn + i] = f16::from_le_bytes([b[0], b[1]]);
+                        }
+                    }
+                    t.convert_to_f32_slice(&mut keys[t0 * d + i0..][..tn * dn]);
+                }
+            }
+        }
+    }
+
+    /// Converts the first `n` positions of `new_value_l` (fp16 `[n_kv, N, head_dim]`) into
+    /// `dst`'s values at positions `start..start + n`; same preconditions as
+    /// [`Self::write_keys`].
+    pub fn write_values(&self, bytes: &[u8], n: usize, dst: &mut KvLayerMut<'_>, start: usize) {
+        let (h, d, c) = (self.n_kv_heads, self.head_dim, self.chunk);
+        self.check_dst(bytes, n, dst);
+        for head in 0..h {
+            let src = &bytes[head * c * d * 2..][..n * d * 2];
+            f16_bytes_into_f32(src, dst.values_mut(head, start, n));
+        }
+    }
+
+    fn check_dst(&self, bytes: &[u8], n: usize, dst: &KvLayerMut<'_>) {
+        assert_eq!(bytes.len(), self.new_kv_bytes(), "K/V output size");
+        assert!(
+            n <= self.chunk,
+            "{n} positions of a chunk of {}",
+            self.chunk
+        );
+        assert_eq!(
+            (dst.n_kv_heads(), dst.head_dim()),
+            (self.n_kv_heads, self.head_dim),
+            "KV cache geometry (heads, head_dim)"
+        );
+    }
+
     /// `new_value_l` (fp16 `[n_kv, N, head_dim]`) → token-major f32 rows `[n, n_kv * head_dim]`.
     pub fn value_rows(&self, bytes: &[u8], n: usize) -> Vec<f32> {
         let (h, d, c) = (self.n_kv_heads, self.head_dim, self.chunk);
@@ -182,7 +267,7 @@ pub fn rotate_half_matrix(d: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -194,6 +279,73 @@ mod tests {
             .map(|j| (0..d).map(|i| x[i] * r[i * d + j]).sum())
             .collect();
         assert_eq!(y, vec![-5.0, -6.0, -7.0, -8.0, 1.0, 2.0, 3.0, 4.0]);
+    }
+
+    /// Random finite fp16 values as little-endian bytes (exponent < 0x1f: no NaN/Inf).
+    pub(crate) fn rand_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let bits = (x >> 16) as u16 & 0xbfff; // exponent top bit clear: |x| < 2
+                bits.to_le_bytes()
+            })
+            .collect()
+    }
+
+    pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The in-place conversion and the row conversion + `KvCache::write` give the same cache,
+    /// for a padded chunk at a non-zero start, a head_dim wider than one tile, and lengths that
+    /// are not multiples of the tile.
+    #[test]
+    fn write_keys_values_match_rows_via_cache_write() {
+        for (heads, d, chunk, n, start) in [
+            (2, 64, 16, 11, 5),
+            (3, 8, 300, 299, 1),
+            (1, TILE + 40, 4, 3, 2),
+        ] {
+            let layout = KvLayout {
+                n_kv_heads: heads,
+                head_dim: d,
+                past: 0,
+                chunk,
+            };
+            let cap = start + chunk + 3;
+            let k = rand_f16_bytes(heads * d * chunk, 1 + d as u64);
+            let v = rand_f16_bytes(heads * d * chunk, 2 + d as u64);
+            let mut want = KvCache::with_shape(2, heads, d, cap);
+            want.write(1, start, &layout.key_rows(&k, n), &layout.value_rows(&v, n));
+            let mut got = KvCache::with_shape(2, heads, d, cap);
+            {
+                let mut layer = got.layer_mut(1);
+                layout.write_keys(&k, n, &mut layer, start);
+                layout.write_values(&v, n, &mut layer, start);
+            }
+            want.advance(cap);
+            got.advance(cap);
+            for head in 0..heads {
+                assert_eq!(bits(got.keys(1, head, cap)), bits(want.keys(1, head, cap)));
+                assert_eq!(
+                    bits(got.values(1, head, cap)),
+                    bits(want.values(1, head, cap))
+                );
+                let pad = &got.keys(1, head, cap)[(start + n) * d..];
+                assert!(pad.iter().all(|&x| x == 0.0), "padding written");
+            }
+        }
+    }
+
+    #[test]
+    fn f16_bytes_into_f32_matches_f16_bytes_to_f32() {
+        let b = rand_f16_bytes(2 * TILE + 7, 9);
+        let mut got = vec![0.0; b.len() / 2];
+        f16_bytes_into_f32(&b, &mut got);
+        assert_eq!(bits(&got), bits(&f16_bytes_to_f32(&b)));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use sys_qnn::{
     Context, ContextOptions, DeviceOptions, Graph, GraphOptions, Precision, Profile, ProfileEvent,
     SystemContext, TensorDesc, QNN_PROFILE_LEVEL_DETAILED,
 };
-use tandem_cpu::KvCache;
+use tandem_cpu::{KvCache, KvLayerMut};
 use tandem_graphs::{ModelSpec, ModelWeights};
 
 use crate::cache::{self, CacheKey, KeyParts, Lookup};
@@ -484,12 +484,15 @@ pub struct ChunkTimings {
     pub inputs: Duration,
     /// `graphExecute`.
     pub execute: Duration,
-    /// fp16 outputs → f32 logits and token-major K/V rows.
+    /// fp16 logits → f32, and reading the profile. The K/V outputs stay fp16 until the handoff
+    /// ([`ChunkOutput::write_layer`]), which the caller times.
     pub outputs: Duration,
 }
 
-/// Result of one chunk: only the `n_tokens` valid (unpadded) positions.
-#[derive(Clone, Debug)]
+/// Result of one chunk: logits of the `n_tokens` valid (unpadded) positions, and the graph's K/V
+/// outputs as it returned them (fp16, padding included) until the handoff converts them into a
+/// [`KvCache`] ([`Self::write_layer`], [`Self::write_to`]).
+#[derive(Clone)]
 pub struct ChunkOutput {
     /// Position of the first token.
     pub start_pos: usize,
@@ -498,18 +501,89 @@ pub struct ChunkOutput {
     pub chunk_size: usize,
     /// `[n_tokens, vocab]`.
     pub logits: Vec<f32>,
-    /// Per layer, `[n_tokens, n_kv_heads * head_dim]` post-RoPE keys, as [`KvCache::write`] takes.
-    pub k_rows: Vec<Vec<f32>>,
-    /// Per layer, `[n_tokens, n_kv_heads * head_dim]` values.
-    pub v_rows: Vec<Vec<f32>>,
     pub timings: ChunkTimings,
     /// Present when profiling was enabled.
     pub profile: Option<ChunkProfile>,
+    layout: KvLayout,
+    /// Per layer, `new_key_l`: fp16 little-endian `[n_kv, head_dim, N]` post-RoPE keys.
+    raw_k: Vec<Vec<u8>>,
+    /// Per layer, `new_value_l`: fp16 little-endian `[n_kv, N, head_dim]`.
+    raw_v: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ChunkOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkOutput")
+            .field("start_pos", &self.start_pos)
+            .field("n_tokens", &self.n_tokens)
+            .field("chunk_size", &self.chunk_size)
+            .field("logits_len", &self.logits.len())
+            .field("layout", &self.layout)
+            .field("n_layers", &self.n_layers())
+            .field("timings", &self.timings)
+            .field("profile", &self.profile.as_ref().map(|p| p.htp_cycles))
+            .finish()
+    }
 }
 
 impl ChunkOutput {
-    /// Appends this chunk's K/V to `cache` (at `start_pos`, which must equal `cache.len()`).
-    pub fn write_to(&self, cache: &mut KvCache) -> Result<()> {
+    /// A chunk output from its parts, for tools and tests that produce one without a QNN graph
+    /// (a recorded run, a bench, random data). `raw_k[l]`/`raw_v[l]` are layer `l`'s `new_key_l`
+    /// and `new_value_l` in the graph layout (see [`crate::conv`]), fp16 little-endian, each
+    /// [`KvLayout::new_kv_bytes`] long; positions `n_tokens..layout.chunk` are padding and
+    /// never copied. `logits` is `[n_tokens, vocab]` (may be empty). Timings are zero.
+    pub fn from_parts(
+        start_pos: usize,
+        n_tokens: usize,
+        layout: KvLayout,
+        logits: Vec<f32>,
+        raw_k: Vec<Vec<u8>>,
+        raw_v: Vec<Vec<u8>>,
+    ) -> Result<ChunkOutput> {
+        check_parts(n_tokens, &layout, &logits, &raw_k, &raw_v).map_err(Error::InvalidInput)?;
+        Ok(ChunkOutput {
+            start_pos,
+            n_tokens,
+            chunk_size: layout.chunk,
+            logits,
+            timings: ChunkTimings::default(),
+            profile: None,
+            layout,
+            raw_k,
+            raw_v,
+        })
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.raw_k.len()
+    }
+
+    /// Geometry of the K/V outputs.
+    pub fn layout(&self) -> KvLayout {
+        self.layout
+    }
+
+    /// Layer `layer`'s keys as token-major f32 rows `[n_tokens, n_kv_heads * head_dim]` (as
+    /// [`KvCache::write`] takes them), for inspection and tests; the handoff does not use it.
+    /// Panics if `layer >= n_layers()`.
+    pub fn k_rows(&self, layer: usize) -> Vec<f32> {
+        self.layout.key_rows(&self.raw_k[layer], self.n_tokens)
+    }
+
+    /// Layer `layer`'s values as token-major f32 rows `[n_tokens, n_kv_heads * head_dim]`.
+    pub fn v_rows(&self, layer: usize) -> Vec<f32> {
+        self.layout.value_rows(&self.raw_v[layer], self.n_tokens)
+    }
+
+    /// fp16 bytes of the valid positions' K and V over all layers: what the handoff reads out of
+    /// the graph's output buffers (it writes twice as many f32 bytes into the cache).
+    pub fn kv_bytes(&self) -> usize {
+        self.n_layers() * 2 * self.n_tokens * self.layout.n_kv_heads * self.layout.head_dim * 2
+    }
+
+    /// Checks that this chunk's K/V can be appended to `cache`: it starts at `cache.len()`, the
+    /// cache has the same layers, heads and head_dim, and room for `n_tokens` more positions.
+    pub fn check_cache(&self, cache: &KvCache) -> Result<()> {
         if cache.len() != self.start_pos {
             return Err(Error::InvalidInput(format!(
                 "chunk starts at {} but the cache holds {} positions",
@@ -517,15 +591,108 @@ impl ChunkOutput {
                 cache.len()
             )));
         }
+        let ours = (
+            self.n_layers(),
+            self.layout.n_kv_heads,
+            self.layout.head_dim,
+        );
+        let theirs = (cache.n_layers(), cache.n_kv_heads(), cache.head_dim());
+        if ours != theirs {
+            return Err(Error::InvalidInput(format!(
+                "chunk K/V has {} layers × {} heads × head_dim {}, the cache {} × {} × {}",
+                ours.0, ours.1, ours.2, theirs.0, theirs.1, theirs.2
+            )));
+        }
         cache
             .check_room(self.n_tokens)
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        for (l, (k, v)) in self.k_rows.iter().zip(&self.v_rows).enumerate() {
-            cache.write(l, self.start_pos, k, v);
+            .map_err(|e| Error::InvalidInput(e.to_string()))
+    }
+
+    /// Converts layer `layer`'s K/V for the `n_tokens` valid positions from the graph's fp16
+    /// outputs straight into `dst` at positions `start_pos..start_pos + n_tokens` (no
+    /// intermediate rows; see [`crate::conv`] for the layouts). Does not advance any cache.
+    pub fn write_layer(&self, layer: usize, dst: &mut KvLayerMut<'_>) -> Result<()> {
+        if layer >= self.n_layers() {
+            return Err(Error::InvalidInput(format!(
+                "layer {layer} of a chunk output with {} layers",
+                self.n_layers()
+            )));
+        }
+        let (h, d) = (self.layout.n_kv_heads, self.layout.head_dim);
+        if (dst.n_kv_heads(), dst.head_dim()) != (h, d) {
+            return Err(Error::InvalidInput(format!(
+                "layer {layer}: chunk K/V has {h} heads × head_dim {d}, the cache {} × {}",
+                dst.n_kv_heads(),
+                dst.head_dim()
+            )));
+        }
+        let end = self.start_pos + self.n_tokens;
+        if end > dst.capacity() {
+            return Err(Error::InvalidInput(format!(
+                "layer {layer}: positions {}..{end} do not fit a cache of {}",
+                self.start_pos,
+                dst.capacity()
+            )));
+        }
+        let (n, at) = (self.n_tokens, self.start_pos);
+        self.layout.write_keys(&self.raw_k[layer], n, dst, at);
+        self.layout.write_values(&self.raw_v[layer], n, dst, at);
+        Ok(())
+    }
+
+    /// Appends this chunk's K/V to `cache` (at `start_pos`, which must equal `cache.len()`),
+    /// layer after layer on the calling thread, then advances it. The cache is unchanged on
+    /// error. `tandem_scheduler::handoff` does the same across threads.
+    pub fn write_to(&self, cache: &mut KvCache) -> Result<()> {
+        self.check_cache(cache)?;
+        for (l, mut layer) in cache.layers_mut().into_iter().enumerate() {
+            self.write_layer(l, &mut layer)?;
         }
         cache.advance(self.n_tokens);
         Ok(())
     }
+}
+
+/// Validates [`ChunkOutput`] parts; the message names what is off.
+fn check_parts(
+    n_tokens: usize,
+    layout: &KvLayout,
+    logits: &[f32],
+    raw_k: &[Vec<u8>],
+    raw_v: &[Vec<u8>],
+) -> std::result::Result<(), String> {
+    if n_tokens == 0 || n_tokens > layout.chunk {
+        return Err(format!(
+            "{n_tokens} tokens in a chunk of {} (need 1..={})",
+            layout.chunk, layout.chunk
+        ));
+    }
+    if !logits.len().is_multiple_of(n_tokens) {
+        return Err(format!(
+            "{} logits are not [{n_tokens}, vocab]",
+            logits.len()
+        ));
+    }
+    if raw_k.len() != raw_v.len() {
+        return Err(format!(
+            "{} key outputs but {} value outputs",
+            raw_k.len(),
+            raw_v.len()
+        ));
+    }
+    let want = layout.new_kv_bytes();
+    for (what, bufs) in [("new_key", raw_k), ("new_value", raw_v)] {
+        if let Some((l, b)) = bufs.iter().enumerate().find(|(_, b)| b.len() != want) {
+            return Err(format!(
+                "{what}_{l} has {} bytes, expected {want} (fp16 {} heads × head_dim {} × chunk {})",
+                b.len(),
+                layout.n_kv_heads,
+                layout.head_dim,
+                layout.chunk
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prefill on the QNN HTP: one context with an AR-N graph per chunk size.
@@ -596,37 +763,10 @@ impl QnnPrefill {
         self.profiling = on;
     }
 
-    /// Chunk sizes to run `n` tokens starting at `start`: the largest N ≤ remaining, else the
-    /// smallest N ≥ remaining (the last chunk is padded), each with `start + N ≤ ctx`.
+    /// Chunk sizes to run `n` tokens starting at `start` with this context's graphs
+    /// ([`crate::plan_chunks`]).
     pub fn plan(&self, start: usize, n: usize) -> Result<Vec<usize>> {
-        let ctx = self.ctx();
-        if start + n > ctx {
-            return Err(Error::InvalidInput(format!(
-                "context overflow: {} positions needed, context holds {ctx}",
-                start + n
-            )));
-        }
-        let sizes = self.chunk_sizes();
-        let (mut pos, mut plan) = (start, Vec::new());
-        while pos < start + n {
-            let rest = start + n - pos;
-            let fits: Vec<usize> = sizes.iter().copied().filter(|&c| pos + c <= ctx).collect();
-            let pick = fits
-                .iter()
-                .rev()
-                .find(|&&c| c <= rest)
-                .or_else(|| fits.iter().find(|&&c| c >= rest))
-                .copied()
-                .ok_or_else(|| {
-                    Error::InvalidInput(format!(
-                        "no chunk size in {sizes:?} fits {rest} tokens at position {pos} of \
-                         context {ctx}"
-                    ))
-                })?;
-            plan.push(pick);
-            pos += pick.min(rest);
-        }
-        Ok(plan)
+        crate::plan::plan_chunks(&self.chunk_sizes(), self.ctx(), start, n)
     }
 
     /// Runs `tokens` (at most the largest chunk) as one chunk after the `past.len()` cached
@@ -745,13 +885,16 @@ impl QnnPrefill {
         let mut bufs = out_bufs.into_iter();
         let logits_f16 = bufs.next().unwrap_or_default();
         let logits = conv::f16_bytes_to_f32(&logits_f16[..n * s.vocab_size * 2]);
-        let (mut k_rows, mut v_rows) = (Vec::new(), Vec::new());
+        // K/V stay as the graph wrote them; the handoff converts them into the cache.
+        let (mut raw_k, mut raw_v) = (Vec::new(), Vec::new());
         for _ in 0..s.n_layers {
-            let k = bufs.next().unwrap_or_default();
-            let v = bufs.next().unwrap_or_default();
-            k_rows.push(layout.key_rows(&k, n));
-            v_rows.push(layout.value_rows(&v, n));
+            raw_k.push(bufs.next().unwrap_or_default());
+            raw_v.push(bufs.next().unwrap_or_default());
         }
+        check_parts(n, &layout, &logits, &raw_k, &raw_v).map_err(|detail| Error::Binary {
+            path: PathBuf::from(shape.graph_name()),
+            detail,
+        })?;
         let profile = match profile {
             Some(p) => Some(ChunkProfile::from_events(p.events()?)),
             None => None,
@@ -762,14 +905,15 @@ impl QnnPrefill {
             n_tokens: n,
             chunk_size: shape.chunk,
             logits,
-            k_rows,
-            v_rows,
             timings: ChunkTimings {
                 inputs: t1 - t0,
                 execute: t2 - t1,
                 outputs: t3 - t2,
             },
             profile,
+            layout,
+            raw_k,
+            raw_v,
         })
     }
 
@@ -808,4 +952,98 @@ fn io<'a>(
         path: PathBuf::from(shape.graph_name()),
         detail: format!("graph has no I/O tensor `{name}`"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::tests::{bits, rand_f16_bytes};
+
+    const LAYOUT: KvLayout = KvLayout {
+        n_kv_heads: 2,
+        head_dim: 8,
+        past: 20,
+        chunk: 6,
+    };
+
+    /// A chunk of 4 valid tokens (of 6) at position `start`, 3 layers.
+    fn chunk(start: usize) -> ChunkOutput {
+        let bytes = LAYOUT.new_kv_bytes() / 2;
+        let raw = |s: u64| (0..3).map(|l| rand_f16_bytes(bytes, s + l)).collect();
+        ChunkOutput::from_parts(start, 4, LAYOUT, vec![0.5; 4 * 10], raw(10), raw(20)).unwrap()
+    }
+
+    #[test]
+    fn write_layer_matches_rows_via_cache_write() {
+        let out = chunk(3);
+        assert_eq!((out.n_layers(), out.chunk_size), (3, 6));
+        assert_eq!(out.kv_bytes(), 3 * 2 * 4 * 2 * 8 * 2);
+        let mut want = KvCache::with_shape(3, 2, 8, 12);
+        want.advance(3);
+        let mut got = want.clone();
+        for l in 0..3 {
+            want.write(l, 3, &out.k_rows(l), &out.v_rows(l));
+        }
+        for (l, mut layer) in got.layers_mut().into_iter().enumerate() {
+            out.write_layer(l, &mut layer).unwrap();
+        }
+        for c in [&mut want, &mut got] {
+            c.advance(9);
+        }
+        for l in 0..3 {
+            for h in 0..2 {
+                assert_eq!(bits(got.keys(l, h, 12)), bits(want.keys(l, h, 12)));
+                assert_eq!(bits(got.values(l, h, 12)), bits(want.values(l, h, 12)));
+            }
+        }
+    }
+
+    #[test]
+    fn write_to_validates_before_writing() {
+        let out = chunk(2);
+        let mut cache = KvCache::with_shape(3, 2, 8, 12);
+        cache.advance(1);
+        let before = cache.clone();
+        let e = out.write_to(&mut cache).unwrap_err().to_string();
+        assert!(e.contains("starts at 2"), "{e}");
+        let mut small = KvCache::with_shape(3, 2, 8, 5);
+        small.advance(2);
+        let e = out.write_to(&mut small).unwrap_err().to_string();
+        assert!(e.contains("context overflow"), "{e}");
+        let mut other = KvCache::with_shape(2, 2, 8, 12);
+        other.advance(2);
+        let e = out.write_to(&mut other).unwrap_err().to_string();
+        assert!(e.contains("3 layers"), "{e}");
+        assert_eq!(cache.len(), 1);
+        for h in 0..2 {
+            assert_eq!(bits(cache.keys(2, h, 12)), bits(before.keys(2, h, 12)));
+        }
+        cache.truncate(0);
+        cache.advance(2);
+        out.write_to(&mut cache).unwrap();
+        assert_eq!(cache.len(), 6);
+        let e = out.write_layer(3, &mut cache.layer_mut(0)).unwrap_err();
+        assert!(e.to_string().contains("layer 3"), "{e}");
+    }
+
+    #[test]
+    fn from_parts_checks_sizes() {
+        let ok = vec![vec![0u8; LAYOUT.new_kv_bytes()]; 2];
+        let short = vec![vec![0u8; 10]; 2];
+        let parts = |n, logits: usize, k: &Vec<Vec<u8>>, v: &Vec<Vec<u8>>| {
+            ChunkOutput::from_parts(0, n, LAYOUT, vec![0.0; logits], k.clone(), v.clone())
+        };
+        assert!(parts(6, 12, &ok, &ok).is_ok());
+        assert!(parts(3, 0, &ok, &ok).is_ok());
+        for (e, want) in [
+            (parts(0, 0, &ok, &ok), "0 tokens"),
+            (parts(7, 0, &ok, &ok), "7 tokens"),
+            (parts(4, 6, &ok, &ok), "6 logits"),
+            (parts(4, 0, &ok, &ok[..1].to_vec()), "2 key outputs but 1"),
+            (parts(4, 0, &ok, &short), "new_value_0 has 10 bytes"),
+        ] {
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
 }

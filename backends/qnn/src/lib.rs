@@ -50,7 +50,9 @@ pub mod execute;
 pub mod library;
 pub mod lower;
 pub mod perf;
+pub mod plan;
 
+pub use conv::KvLayout;
 pub use error::{Error, LowerError, Result};
 pub use execute::{
     ChunkOutput, ChunkProfile, ChunkTimings, ContextSource, PrepareReport, QnnPrefill,
@@ -58,4 +60,5 @@ pub use execute::{
 };
 pub use library::{probe, Availability, DeviceInfo, QnnDevice};
 pub use perf::{ParsePerfModeError, PerfMode, PerfVote};
+pub use plan::plan_chunks;
 pub use sys_qnn::{DeviceOptions, GraphOptions, Precision};

@@ -201,6 +201,89 @@ fn two_chunk_sizes_unaligned_starts_and_profile() {
     );
 }
 
+/// Every slot of `cache` (all `capacity` positions), as bits.
+fn slots(cache: &KvCache, layers: usize, heads: usize) -> Vec<u32> {
+    let mut full = cache.clone();
+    full.truncate(0);
+    full.advance(cache.capacity());
+    let cap = cache.capacity();
+    (0..layers)
+        .flat_map(|l| (0..heads).map(move |h| (l, h)))
+        .flat_map(|(l, h)| {
+            let (k, v) = (full.keys(l, h, cap), full.values(l, h, cap));
+            k.iter().chain(v).map(|x| x.to_bits()).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The real graph's K/V outputs, handed off in place (`write_to`, `write_layer`), give the same
+/// cache bit for bit as the token-major rows (`k_rows`/`v_rows`) through `KvCache::write`, for a
+/// padded chunk at 0 and a full one at an unaligned start; padding is never written.
+#[test]
+fn chunk_output_handoff_matches_rows() {
+    let Some(dir) = lib_dir() else { return };
+    let _g = serial();
+    let name = "llama-gqa";
+    let m = load(name);
+    let tokens = prompt(name);
+    let (layers, heads, d) = (m.spec.n_layers, m.spec.n_kv_heads, m.spec.head_dim);
+    let mut p = QnnPrefillBuilder::new()
+        .lib_dir(&dir)
+        .chunk_sizes(&[CHUNK])
+        .ctx(CTX)
+        .no_cache()
+        .build(&m.spec, &m.weights)
+        .unwrap();
+    let mut got = KvCache::new(&m.spec, CTX);
+    let mut want = KvCache::new(&m.spec, CTX);
+
+    let first = p.run_chunk(&tokens[..5], &got, None).unwrap();
+    assert_eq!(
+        (first.start_pos, first.n_tokens, first.chunk_size),
+        (0, 5, CHUNK)
+    );
+    assert_eq!(first.n_layers(), layers);
+    assert_eq!(first.kv_bytes(), layers * 2 * 5 * heads * d * 2);
+    assert_eq!(first.layout().chunk, CHUNK);
+    first.write_to(&mut got).unwrap();
+    for l in 0..layers {
+        assert_eq!(first.k_rows(l).len(), 5 * heads * d);
+        want.write(l, 0, &first.k_rows(l), &first.v_rows(l));
+    }
+    want.advance(5);
+    assert_eq!(got.len(), 5);
+    assert_eq!(slots(&got, layers, heads), slots(&want, layers, heads));
+
+    let second = p.run_chunk(&tokens[5..5 + CHUNK], &got, None).unwrap();
+    assert_eq!(second.start_pos, 5);
+    for (l, mut layer) in got.layers_mut().into_iter().enumerate() {
+        second.write_layer(l, &mut layer).unwrap();
+    }
+    got.advance(CHUNK);
+    for l in 0..layers {
+        want.write(l, 5, &second.k_rows(l), &second.v_rows(l));
+    }
+    want.advance(CHUNK);
+    assert_eq!(slots(&got, layers, heads), slots(&want, layers, heads));
+    let mut full = got.clone();
+    full.truncate(0);
+    full.advance(CTX);
+    for l in 0..layers {
+        for h in 0..heads {
+            let past_end = |s: &[f32]| s[(5 + CHUNK) * d..].iter().all(|&x| x == 0.0);
+            assert!(past_end(full.keys(l, h, CTX)) && past_end(full.values(l, h, CTX)));
+        }
+    }
+    // Against the CPU path too (the numerics, not just the copy).
+    compare(
+        name,
+        &m,
+        &[first.logits.clone(), second.logits.clone()].concat(),
+        &got,
+        &tokens[..5 + CHUNK],
+    );
+}
+
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tandem-qnn-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
