@@ -1,16 +1,20 @@
-//! The `tandem` command line: `run`, `logits`, `info`, `devices` and `compile` over the facade in
-//! `lib.rs`.
+//! The `tandem` command line: `run`, `chat`, `bench`, `logits`, `info`, `devices` and `compile`
+//! over the facade in `lib.rs`.
 
-use std::io::Write;
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use tandem::scheduler::report::{self, BenchRow};
+use tandem::scheduler::trace::{chrome_trace_layer, TraceGuard};
 use tandem::{
-    ChatMessage, GenerateRequest, LoadOptions, Model, ModelSource, NpuOptions, SamplingParams,
-    WeightFormat,
+    ChatMessage, Engine, EngineOptions, GenerateRequest, LoadOptions, Model, ModelSource,
+    NpuOptions, PrefillPolicy, RequestOutput, SamplingParams, WeightFormat,
 };
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +31,11 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streaming it to stdout; stats go to stderr.
     Run(RunArgs),
+    /// Multi-turn chat on stdin/stdout in one session (the KV cache is kept between turns).
+    Chat(ChatArgs),
+    /// Measure TTFT and tokens/s per prefill policy, chunk size and prompt length; writes
+    /// bench.json, bench.csv and bench.svg.
+    Bench(BenchArgs),
     /// One forward pass over the prompt; prints the last position's logits and every position's argmax as JSON.
     Logits(LogitsArgs),
     /// Print the parsed model spec and every tensor's type and size.
@@ -39,10 +48,11 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct NpuArgs {
-    /// AR-N chunk sizes of the NPU prefill graphs (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    /// AR-N chunk sizes of the NPU prefill graphs (comma-separated; `--chunk` is an alias).
+    #[arg(long, alias = "chunk", value_delimiter = ',', default_value = "32,128")]
     chunks: Vec<usize>,
-    /// Context length of the NPU graphs (0 = the model's, capped at 1024).
+    /// Context length in tokens, of the session and of the NPU graphs (0 = the model's, capped
+    /// at 1024 when the NPU may be used, else 4096).
     #[arg(long = "ctx", default_value_t = 0)]
     npu_ctx: usize,
     /// Folder holding libQnnHtp.so (else TANDEM_QNN_LIB_DIR, QNN_SDK_ROOT/lib/<arch>, system path).
@@ -127,11 +137,7 @@ struct PromptArgs {
 }
 
 #[derive(Args)]
-struct RunArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    prompt: PromptArgs,
+struct SamplingArgs {
     /// Tokens to generate at most.
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     n_predict: usize,
@@ -156,12 +162,134 @@ struct RunArgs {
     /// Stop before this string (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Context length in tokens (0 = the model's, capped at 4096).
-    #[arg(long, default_value_t = 0)]
-    ctx: usize,
+    /// Keep generating through end-of-sequence tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+}
+
+impl SamplingArgs {
+    fn request(&self, prompt: Vec<u32>) -> GenerateRequest {
+        GenerateRequest {
+            prompt,
+            max_new_tokens: self.n_predict,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repeat_penalty,
+                repeat_last_n: 64,
+                seed: self.seed,
+            },
+            stop_strings: self.stop.clone(),
+            ignore_eos: self.ignore_eos,
+        }
+    }
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// Where prefill runs: npu (QNN HTP; falls back to the CPU, saying why, if it cannot),
+    /// cpu, or auto (per request, from measured costs). Decode runs on the CPU.
+    #[arg(long, default_value = "auto")]
+    prefill: PrefillPolicy,
+    #[command(flatten)]
+    npu: NpuArgs,
+    /// HTP clock in MHz at which QNN's HTP cycle counts are turned into estimated prefill time.
+    #[arg(long, default_value_t = tandem::scheduler::engine::DEFAULT_HTP_CLOCK_MHZ)]
+    htp_clock_mhz: f64,
+    /// Do not collect QNN's per-chunk HTP cycle counts (detailed profiling).
+    #[arg(long)]
+    no_htp_profile: bool,
+    /// Largest number of prompt tokens in one CPU prefill step.
+    #[arg(long, default_value_t = 128)]
+    cpu_chunk: usize,
+    /// Write a Chrome/Perfetto trace (one lane per device) to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            prefill: self.prefill,
+            ctx: self.npu.npu_ctx,
+            npu: self.npu.options(!self.no_htp_profile),
+            htp_clock_mhz: self.htp_clock_mhz,
+            cpu_prefill_chunk: self.cpu_chunk,
+            ..EngineOptions::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    prompt: PromptArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Print one JSON object (tokens, text, stats) at the end instead of streaming text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// System message that opens the conversation.
+    #[arg(long)]
+    system: Option<String>,
+    /// Print each turn's stats line to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt lengths in tokens (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "32,128,512")]
+    prompt_lens: Vec<usize>,
+    /// Prefill policies to compare (comma-separated: npu, cpu, auto).
+    #[arg(long, value_delimiter = ',', default_value = "npu,cpu,auto")]
+    policies: Vec<PrefillPolicy>,
+    /// NPU chunk sizes to compare, one engine each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    chunks: Vec<usize>,
+    /// Measured runs per configuration (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Tokens generated per run (greedy).
+    #[arg(long, default_value_t = 32)]
+    gen: usize,
+    /// Output folder for bench.json, bench.csv and bench.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Folder holding libQnnHtp.so (else TANDEM_QNN_LIB_DIR, QNN_SDK_ROOT/lib/<arch>, system path).
+    #[arg(long)]
+    qnn_lib: Option<PathBuf>,
+    /// Context-binary cache folder (else TANDEM_QNN_CACHE_DIR or ~/.cache/tandem/qnn).
+    #[arg(long)]
+    qnn_cache: Option<PathBuf>,
+    /// HTP clock in MHz at which QNN's HTP cycle counts are turned into estimated prefill time.
+    #[arg(long, default_value_t = tandem::scheduler::engine::DEFAULT_HTP_CLOCK_MHZ)]
+    htp_clock_mhz: f64,
+    /// Seed of the random prompt tokens.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write a Chrome/Perfetto trace of the whole bench to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -189,22 +317,55 @@ struct InfoArgs {
     model: ModelArgs,
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+/// Logs to stderr (`TANDEM_LOG`, default `warn`) and, with `--trace FILE`, the engine's spans to
+/// a Chrome/Perfetto trace written when the returned guard finishes.
+fn init_tracing(trace: Option<&PathBuf>) -> Option<TraceGuard> {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
             tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
                 .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+        );
+    let (chrome, guard) = match trace {
+        Some(path) => {
+            let (layer, guard) = chrome_trace_layer(path);
+            let filter = tracing_subscriber::filter::Targets::new()
+                .with_target("tandem::engine", tracing::Level::INFO);
+            (Some(layer.with_filter(filter)), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(fmt).with(chrome).init();
+    guard
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let trace = match &cli.command {
+        Command::Run(a) => a.engine.trace.as_ref(),
+        Command::Chat(a) => a.engine.trace.as_ref(),
+        Command::Bench(a) => a.trace.as_ref(),
+        _ => None,
+    };
+    let guard = init_tracing(trace);
+    let mut result = match cli.command {
         Command::Run(a) => run(a),
+        Command::Chat(a) => chat(a),
+        Command::Bench(a) => bench(a),
         Command::Logits(a) => logits(a),
         Command::Info(a) => info(a),
         Command::Devices(a) => devices(a),
         Command::Compile(a) => compile(a),
     };
+    if let Some(g) = guard {
+        let path = g.path().to_path_buf();
+        if let Err(e) = g.finish() {
+            result = result.and(Err(anyhow::anyhow!(
+                "writing trace {}: {e}",
+                path.display()
+            )));
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -217,7 +378,7 @@ fn main() -> ExitCode {
 fn load(args: &ModelArgs) -> anyhow::Result<Model> {
     let source = match &args.model {
         Some(p) => ModelSource::Path(p.clone()),
-        None => ModelSource::Embedded,
+        None => tandem::embedded_model(),
     };
     let opts = LoadOptions {
         threads: args.threads,
@@ -252,77 +413,326 @@ fn prompt_tokens(
 /// Prompt used by `tandem run` when none is given, so the README's first command shows output.
 const DEFAULT_PROMPT: &str = "Once upon a time";
 
+fn engine(model: Model, args: &EngineArgs) -> anyhow::Result<Engine> {
+    Ok(Engine::new(Arc::new(model), args.options())?)
+}
+
+/// The `stats` object of `run --json` and one turn of `chat`.
+fn stats_json(engine: &Engine, out: &RequestOutput) -> serde_json::Value {
+    let model = engine.model();
+    let mut stats = serde_json::to_value(&out.stats).unwrap_or_default();
+    stats["load_ms"] = json!(model.load_ms);
+    stats["stop_reason"] = json!(out.stop_reason);
+    stats["threads"] = json!(model.cpu.pool().n_threads());
+    stats["cpu_isa"] = json!(tandem::cpu::kernels::isa_name());
+    stats["cpu_weights"] = json!(model.cpu.weight_dtype().name());
+    stats["ctx"] = json!(engine.ctx());
+    stats
+}
+
+/// The human stats line on stderr.
+fn stats_line(engine: &Engine, out: &RequestOutput) -> String {
+    let s = &out.stats;
+    let model = engine.model();
+    let mut line = format!(
+        "prompt {} tok ({} cached) | prefill {} {:.1} tok/s in {} chunk(s) | ttft {:.1} ms | decode {:.1} tok/s ({} tok, {})",
+        s.prompt_tokens,
+        s.cached_tokens,
+        s.prefill_device,
+        s.prefill_tok_s,
+        s.chunks.len(),
+        s.ttft_ms,
+        s.decode_tok_s,
+        s.generated_tokens,
+        serde_json::to_value(out.stop_reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    );
+    if s.handoff_bytes > 0 {
+        line += &format!(
+            " | handoff {:.1} KiB in {:.2} ms",
+            s.handoff_bytes as f64 / 1024.0,
+            s.handoff_ms
+        );
+    }
+    if let (Some(c), Some(est)) = (s.htp_cycles, s.htp_prefill_ms_est) {
+        line += &format!(
+            " | HTP {c} cycles ≈ {est:.2} ms at {:.0} MHz (simulator estimate)",
+            s.htp_clock_mhz
+        );
+    }
+    if let Some(f) = &s.fallback {
+        line += &format!(" | fallback: {f}");
+    }
+    line += &format!(
+        " | {} threads, {}, weights {}",
+        model.cpu.pool().n_threads(),
+        tandem::cpu::kernels::isa_name(),
+        model.cpu.weight_dtype()
+    );
+    line
+}
+
 fn run(a: RunArgs) -> anyhow::Result<()> {
     let model = load(&a.model)?;
     let default_prompt = a.model.model.is_none().then_some(DEFAULT_PROMPT);
     let prompt = prompt_tokens(&model, &a.prompt, default_prompt)?;
-    let req = GenerateRequest {
-        prompt: prompt.clone(),
-        max_new_tokens: a.n_predict,
-        sampling: SamplingParams {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            min_p: a.min_p,
-            repeat_penalty: a.repeat_penalty,
-            repeat_last_n: 64,
-            seed: a.seed,
-        },
-        stop_strings: a.stop.clone(),
-    };
-    let mut cache = model.new_cache(a.ctx);
+    let load_ms = model.load_ms;
+    let engine = engine(model, &a.engine)?;
+    let session = engine.new_session();
     let mut stdout = std::io::stdout().lock();
     if !a.json && a.prompt.tokens.is_none() && a.prompt.prompt.is_none() {
         // Show the default prompt so the continuation reads naturally.
         write!(stdout, "{DEFAULT_PROMPT}")?;
     }
-    let out = model.generate(&mut cache, &req, &mut |piece| {
+    let out = session.generate(a.sampling.request(prompt.clone()), |t| {
         if !a.json {
-            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.write_all(t.text.as_bytes());
             let _ = stdout.flush();
         }
     })?;
-    let s = &out.stats;
-    let stats = json!({
-        "load_ms": model.load_ms,
-        "prompt_tokens": s.prompt_tokens,
-        "generated_tokens": s.generated_tokens,
-        "prefill_ms": s.prefill_ms,
-        "prefill_tok_s": s.prefill_tok_s,
-        "ttft_ms": s.ttft_ms,
-        "decode_ms": s.decode_ms,
-        "decode_tok_s": s.decode_tok_s,
-        "stop_reason": out.stop_reason,
-        "threads": model.cpu.pool().n_threads(),
-        "cpu_isa": tandem::cpu::kernels::isa_name(),
-        "cpu_weights": model.cpu.weight_dtype().name(),
-        "prefill_device": "cpu",
-        "decode_device": "cpu",
-    });
     if a.json {
         let doc = json!({
             "prompt_tokens": prompt,
             "generated_tokens": out.generated,
             "text": out.text,
-            "stats": stats,
+            "stats": stats_json(&engine, &out),
         });
         writeln!(stdout, "{doc}")?;
     } else {
         writeln!(stdout)?;
+        eprintln!("load {load_ms:.0} ms | {}", stats_line(&engine, &out));
+    }
+    Ok(())
+}
+
+fn chat(a: ChatArgs) -> anyhow::Result<()> {
+    let model = load(&a.model)?;
+    let has_template = model.chat_template.is_some();
+    let engine = engine(model, &a.engine)?;
+    let session = engine.new_session();
+    let model = engine.model().clone();
+    if !has_template {
         eprintln!(
-            "load {:.0} ms | prompt {} tok | prefill {:.1} tok/s | ttft {:.1} ms | decode {:.1} tok/s ({} tok, {}) | {} threads, {}, weights {}",
-            model.load_ms,
-            s.prompt_tokens,
-            s.prefill_tok_s,
-            s.ttft_ms,
-            s.decode_tok_s,
-            s.generated_tokens,
-            serde_json::to_value(out.stop_reason)?.as_str().unwrap_or("?"),
-            model.cpu.pool().n_threads(),
-            tandem::cpu::kernels::isa_name(),
-            model.cpu.weight_dtype(),
+            "note: {} has no chat template; each line is appended to the conversation as plain text",
+            model.loaded.path.display()
         );
     }
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut messages: Vec<ChatMessage> = a
+        .system
+        .iter()
+        .map(|s| ChatMessage {
+            role: "system".into(),
+            content: s.clone(),
+        })
+        .collect();
+    let mut stdout = std::io::stdout();
+    if interactive {
+        eprintln!("tandem chat: one message per line; /reset starts over, /quit ends");
+    }
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("> ");
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let text = line.trim();
+        match text {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/reset" => {
+                session.reset()?;
+                messages.truncate(usize::from(a.system.is_some()));
+                eprintln!("(conversation reset)");
+                continue;
+            }
+            _ => {}
+        }
+        // The new tokens: the rendered conversation minus what the session already holds (the
+        // template may re-render earlier turns differently, so compare instead of appending).
+        let prompt = if has_template {
+            messages.push(ChatMessage {
+                role: "user".into(),
+                content: text.into(),
+            });
+            let full = model.encode_chat(&messages)?;
+            let have = session.tokens()?;
+            let common = have.iter().zip(&full).take_while(|(x, y)| x == y).count();
+            session.rewind(common)?;
+            full[common..].to_vec()
+        } else {
+            let first = session.tokens()?.is_empty();
+            let piece = if first {
+                text.to_string()
+            } else {
+                format!("\n{text}")
+            };
+            model.tokenizer.encode(&piece, first)?
+        };
+        let out = session.generate(a.sampling.request(prompt), |t| {
+            let _ = stdout.write_all(t.text.as_bytes());
+            let _ = stdout.flush();
+        })?;
+        writeln!(stdout)?;
+        if has_template {
+            messages.push(ChatMessage {
+                role: "assistant".into(),
+                content: out.text.clone(),
+            });
+        }
+        if a.stats {
+            eprintln!("{}", stats_line(&engine, &out));
+        }
+    }
+    Ok(())
+}
+
+fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if a.prompt_lens.is_empty() || a.policies.is_empty() || a.repeat == 0 {
+        anyhow::bail!("give at least one prompt length, one policy and --repeat ≥ 1");
+    }
+    let opts = LoadOptions {
+        threads: a.model.threads,
+        cpu_weights: WeightFormat::parse(&a.model.cpu_weights)?,
+    };
+    let source = match &a.model.model {
+        Some(p) => ModelSource::Path(p.clone()),
+        None => tandem::embedded_model(),
+    };
+    let model = Arc::new(Model::load(&source, &opts)?);
+    let spec = &model.loaded.spec;
+    let max_len = *a.prompt_lens.iter().max().unwrap_or(&1);
+    let ctx = (max_len + a.gen).next_multiple_of(64);
+    if ctx > spec.max_position_embeddings {
+        anyhow::bail!(
+            "longest prompt {max_len} + {} generated needs context {ctx}, the model has {}",
+            a.gen,
+            spec.max_position_embeddings
+        );
+    }
+    // Random prompt tokens, reproducible from --seed, avoiding special ids at the low end.
+    let mut rng = a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let vocab = spec.vocab_size as u64;
+    let mut prompts = Vec::new();
+    for &len in &a.prompt_lens {
+        let p: Vec<u32> = (0..len)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (vocab / 8 + rng % (vocab - vocab / 8)) as u32
+            })
+            .collect();
+        prompts.push(p);
+    }
+    let mut configs: Vec<(PrefillPolicy, Option<usize>)> = Vec::new();
+    for &p in &a.policies {
+        if p == PrefillPolicy::Cpu {
+            configs.push((p, None));
+        } else {
+            configs.extend(a.chunks.iter().map(|&c| (p, Some(c))));
+        }
+    }
+    let runs = configs.len() * prompts.len() * (a.repeat + 1);
+    eprintln!(
+        "bench: {} configuration(s) × {} prompt length(s) × ({} + 1 warm-up) runs = {runs} runs, ctx {ctx}",
+        configs.len(),
+        prompts.len(),
+        a.repeat
+    );
+    let bar = indicatif::ProgressBar::new(runs as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut rows = Vec::new();
+    let mut engines_meta = Vec::new();
+    for &(policy, chunk) in &configs {
+        let npu = NpuOptions {
+            chunks: chunk.map(|c| vec![c]).unwrap_or_default(),
+            lib_dir: a.qnn_lib.clone(),
+            cache_dir: a.qnn_cache.clone(),
+            profiling: true,
+            ..NpuOptions::default()
+        };
+        let engine = Engine::new(
+            model.clone(),
+            EngineOptions {
+                prefill: policy,
+                ctx,
+                npu,
+                htp_clock_mhz: a.htp_clock_mhz,
+                ..EngineOptions::default()
+            },
+        )?;
+        engines_meta.push(json!({
+            "policy": policy,
+            "chunk": chunk,
+            "npu": format!("{:?}", engine.npu_state()).chars().take(400).collect::<String>(),
+        }));
+        for (prompt, &len) in prompts.iter().zip(&a.prompt_lens) {
+            for repeat in 0..=a.repeat {
+                bar.set_message(format!("{policy} chunk {chunk:?} prompt {len}"));
+                let session = engine.new_session();
+                let req = GenerateRequest {
+                    prompt: prompt.clone(),
+                    max_new_tokens: a.gen,
+                    sampling: SamplingParams::greedy(),
+                    stop_strings: Vec::new(),
+                    // Every run times the same number of tokens.
+                    ignore_eos: true,
+                };
+                let out = session.generate(req, |_| {})?;
+                bar.inc(1);
+                if repeat == 0 {
+                    continue; // warm-up
+                }
+                let s = out.stats;
+                rows.push(BenchRow {
+                    policy: policy.to_string(),
+                    prompt_len: len,
+                    chunk,
+                    repeat: repeat - 1,
+                    prefill_device: s.prefill_device,
+                    ttft_ms: s.ttft_ms,
+                    prefill_tok_s: s.prefill_tok_s,
+                    decode_tok_s: s.decode_tok_s,
+                    handoff_bytes: s.handoff_bytes,
+                    handoff_ms: s.handoff_ms,
+                    htp_cycles: s.htp_cycles,
+                    htp_prefill_ms_est: s.htp_prefill_ms_est,
+                    fallback: s.fallback,
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let meta = json!({
+        "model": model.loaded.path,
+        "arch": spec.arch.name(),
+        "ctx": ctx,
+        "generated_tokens": a.gen,
+        "repeat": a.repeat,
+        "threads": model.cpu.pool().n_threads(),
+        "cpu_isa": tandem::cpu::kernels::isa_name(),
+        "cpu_weights": model.cpu.weight_dtype().name(),
+        "htp_clock_mhz": a.htp_clock_mhz,
+        "htp_cycles_source": tandem::scheduler::stats::htp_cycles_source(),
+        "engines": engines_meta,
+        "tandem_version": env!("CARGO_PKG_VERSION"),
+    });
+    let files = report::write_bench_report(&a.out, &rows, &meta)?;
+    print!("{}", report::summary_table(&rows));
+    eprintln!(
+        "wrote {}, {} and {}",
+        files.json.display(),
+        files.csv.display(),
+        files.svg.display()
+    );
     Ok(())
 }
 

@@ -262,3 +262,197 @@ fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
     let _ = std::fs::remove_dir_all(&out_dir);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn run_reports_placement_handoff_and_trace_for_each_prefill_policy() {
+    let model = fixtures().join("llama-gqa/hf-f32");
+    let m = model.to_str().unwrap();
+    let r = reference("llama-gqa");
+    let prompt = csv(&ids(&r.json["prompts"][1]["ids"])); // 19 tokens
+    let lib = qnn_lib_dir();
+    let cache = temp_dir("run-qnn-cache");
+    let trace = temp_dir("run-trace").join("trace.json");
+    let mut policies = vec!["cpu", "auto"];
+    if lib.is_some() {
+        policies.push("npu");
+    }
+    for policy in policies {
+        let mut args = vec![
+            "run",
+            "-m",
+            m,
+            "--tokens",
+            &prompt,
+            "-n",
+            "6",
+            "--temperature",
+            "0",
+            "--json",
+            "--prefill",
+            policy,
+            "--chunk",
+            "8",
+            "--ctx",
+            "64",
+        ];
+        let cache_arg = cache.to_str().unwrap().to_string();
+        let trace_arg = trace.to_str().unwrap().to_string();
+        args.extend(["--qnn-cache", &cache_arg, "--trace", &trace_arg]);
+        let out = Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(&args)
+            .env("TANDEM_SCHED_DEBUG", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let doc = json_of(&out);
+        let s = &doc["stats"];
+        for key in [
+            "prefill_device",
+            "chunks",
+            "handoff_bytes",
+            "handoff_ms",
+            "ttft_ms",
+            "prefill_tok_s",
+            "decode_tok_s",
+            "fallback",
+            "placement_reason",
+            "htp_cycles",
+            "htp_prefill_ms_est",
+            "htp_clock_mhz",
+        ] {
+            assert!(s.get(key).is_some(), "{policy}: stats.{key} missing: {s}");
+        }
+        assert!(
+            stderr.contains("[tandem sched]") && stderr.contains("→"),
+            "{policy}: TANDEM_SCHED_DEBUG prints the decision: {stderr}"
+        );
+        let device = s["prefill_device"].as_str().unwrap();
+        match policy {
+            "cpu" => assert_eq!(device, "cpu"),
+            "npu" => {
+                assert_eq!(device, "npu", "{s}");
+                assert_eq!(
+                    s["chunks"].as_array().unwrap().len(),
+                    3,
+                    "19 tokens in AR-8"
+                );
+                assert!(s["handoff_bytes"].as_u64().unwrap() > 0);
+                assert!(s["htp_cycles"].as_u64().unwrap() > 0);
+                assert!(s["htp_cycles_source"]
+                    .as_str()
+                    .unwrap()
+                    .contains("simulator"));
+                assert_eq!(s["fallback"], Value::Null);
+            }
+            _ => assert!(s["placement_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with(if lib.is_some() { "auto" } else { "policy auto" })),
+        }
+        let t: Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+        let names: Vec<&str> = t["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        for span in ["request", "queue_wait", "prefill_chunk", "decode_step"] {
+            assert!(names.contains(&span), "{policy}: trace lacks {span}");
+        }
+    }
+}
+
+#[test]
+fn chat_keeps_the_session_between_turns() {
+    use std::io::Write as _;
+    let model = fixtures().join("qwen2-tied/hf-f32");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "--prefill",
+            "cpu",
+            "-n",
+            "5",
+            "--temperature",
+            "0",
+            "--stats",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello there\nand again\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let turns: Vec<&str> = stderr.lines().filter(|l| l.contains("cached")).collect();
+    assert_eq!(turns.len(), 2, "{stderr}");
+    assert!(turns[0].contains("(0 cached)"), "{}", turns[0]);
+    assert!(
+        !turns[1].contains("(0 cached)"),
+        "turn 2 reuses turn 1's cache: {}",
+        turns[1]
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}
+
+#[test]
+fn bench_writes_json_csv_and_svg() {
+    let model = fixtures().join("llama3-rope/hf-f32");
+    let out_dir = temp_dir("bench");
+    let lib = qnn_lib_dir();
+    let policies = if lib.is_some() {
+        "npu,cpu,auto"
+    } else {
+        "cpu,auto"
+    };
+    let out = tandem(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "--prompt-lens",
+        "5,20",
+        "--policies",
+        policies,
+        "--chunks",
+        "8,16",
+        "--repeat",
+        "2",
+        "--gen",
+        "4",
+        "--qnn-cache",
+        temp_dir("bench-qnn-cache").to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| policy |"), "{table}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("bench.json")).unwrap()).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    // cpu: 1 engine; npu and auto: one per chunk size; × 2 lengths × 2 repeats
+    let engines = if lib.is_some() { 1 + 2 + 2 } else { 1 + 2 };
+    assert_eq!(rows.len(), engines * 2 * 2, "{doc}");
+    for r in rows {
+        assert!(r["ttft_ms"].as_f64().unwrap() > 0.0);
+        assert!(r["decode_tok_s"].as_f64().unwrap() > 0.0);
+        if r["policy"] == "npu" && lib.is_some() {
+            assert_eq!(r["prefill_device"], "npu", "{r}");
+            assert!(r["htp_cycles"].as_u64().unwrap() > 0);
+        }
+    }
+    let csv_text = std::fs::read_to_string(out_dir.join("bench.csv")).unwrap();
+    assert_eq!(csv_text.lines().count(), rows.len() + 1);
+    let svg = std::fs::read_to_string(out_dir.join("bench.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("Time to first token"));
+}

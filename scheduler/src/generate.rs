@@ -22,6 +22,22 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Generation stops before any of these strings would be emitted.
     pub stop_strings: Vec<String>,
+    /// Keep generating through end-of-sequence tokens (they are sampled and shown like any
+    /// other), as benchmarks do to time a fixed number of tokens.
+    pub ignore_eos: bool,
+}
+
+impl GenerateRequest {
+    /// Greedy decoding of up to `max_new_tokens` after `prompt`, no stop strings.
+    pub fn greedy(prompt: Vec<u32>, max_new_tokens: usize) -> GenerateRequest {
+        GenerateRequest {
+            prompt,
+            max_new_tokens,
+            sampling: SamplingParams::greedy(),
+            stop_strings: Vec::new(),
+            ignore_eos: false,
+        }
+    }
 }
 
 /// Why generation ended.
@@ -58,6 +74,9 @@ pub struct GenerateOutput {
 
 /// Runs `req` on the CPU, continuing from whatever `cache` already holds (a multi-turn session),
 /// calling `on_text` with each piece of new text as soon as it is complete.
+///
+/// This is the single-threaded loop without a scheduler; [`crate::Engine`] runs the same decode
+/// steps ([`DecodeState`]) on its workers.
 pub fn generate(
     model: &CpuModel,
     tokenizer: &Tokenizer,
@@ -71,9 +90,7 @@ pub fn generate(
         ));
     }
     cache.check_room(req.prompt.len() + req.max_new_tokens.saturating_sub(1))?;
-    let mut sampler = Sampler::new(req.sampling.clone())?;
-    let mut eos: Vec<u32> = model.spec().eos_token_ids.clone();
-    eos.extend(tokenizer.eos_ids());
+    let mut state = DecodeState::new(model.spec(), tokenizer, req, req.prompt.clone())?;
 
     let t0 = Instant::now();
     let mut logits = Vec::new();
@@ -82,56 +99,34 @@ pub fn generate(
     }
     let prefill_ms = ms(t0);
 
-    let mut history = req.prompt.clone();
-    let mut generated = Vec::new();
-    let mut stream = StreamDecoder::new(tokenizer, true);
-    let mut stops = StopMatcher::new(&req.stop_strings);
-    let mut text = String::new();
     let mut ttft_ms = 0.0;
     let mut t_first = t0;
-    let mut stop_reason = StopReason::MaxTokens;
-    let mut emit = |piece: &str, text: &mut String| {
-        if !piece.is_empty() {
-            on_text(piece);
-            text.push_str(piece);
-        }
-    };
-
-    while generated.len() < req.max_new_tokens {
-        let token = sampler.sample(&mut logits, &history);
-        if generated.is_empty() {
+    let mut first = true;
+    while !state.is_done() {
+        let step = state.step(&mut logits)?;
+        if first {
+            first = false;
             ttft_ms = ms(t0);
             t_first = Instant::now();
         }
-        if eos.contains(&token) {
-            stop_reason = StopReason::Eos;
-            break;
+        if !step.text.is_empty() {
+            on_text(&step.text);
         }
-        generated.push(token);
-        history.push(token);
-        if let Some(piece) = stream.push(token)? {
-            let (ready, hit) = stops.feed(&piece);
-            emit(&ready, &mut text);
-            if hit {
-                stop_reason = StopReason::StopString;
-                break;
+        match step.token {
+            Some(token) if !step.done => {
+                logits = model.forward(&[token], cache, Logits::Last)?;
             }
-        }
-        if generated.len() == req.max_new_tokens {
-            break;
-        }
-        logits = model.forward(&[token], cache, Logits::Last)?;
-    }
-    if stop_reason != StopReason::StopString {
-        let rest = stream.flush()?;
-        let (ready, hit) = stops.feed(&rest);
-        emit(&ready, &mut text);
-        if hit {
-            stop_reason = StopReason::StopString;
-        } else {
-            emit(&stops.finish(), &mut text);
+            _ => break,
         }
     }
+    let (text, stop_reason) = {
+        let tail = state.finish()?;
+        if !tail.is_empty() {
+            on_text(&tail);
+        }
+        (state.text().to_string(), state.stop_reason())
+    };
+    let generated = state.into_generated();
     let decode_ms = if generated.is_empty() {
         0.0
     } else {
@@ -155,11 +150,147 @@ pub fn generate(
     })
 }
 
-fn ms(since: Instant) -> f64 {
+/// One sampled step of [`DecodeState::step`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeStep {
+    /// The token to append (and run through the model unless `done`); `None` at EOS.
+    pub token: Option<u32>,
+    /// Text now safe to show (may be empty: held back for UTF-8 or a possible stop string).
+    pub text: String,
+    /// Generation is over: do not run `token` through the model.
+    pub done: bool,
+}
+
+/// The per-token part of generation shared by [`generate`] and the engine's CPU worker:
+/// sampling, EOS, stop strings, the token budget and streaming text.
+#[derive(Debug)]
+pub struct DecodeState {
+    sampler: Sampler,
+    eos: Vec<u32>,
+    /// Tokens the repetition penalty looks at (the whole context so far).
+    history: Vec<u32>,
+    generated: Vec<u32>,
+    max_new_tokens: usize,
+    stream: StreamDecoder,
+    stops: StopMatcher,
+    text: String,
+    stop_reason: StopReason,
+    finished: bool,
+}
+
+impl DecodeState {
+    /// `history` is the context the first sampled token follows (for the repetition penalty).
+    pub fn new(
+        spec: &tandem_graphs::ModelSpec,
+        tokenizer: &Tokenizer,
+        req: &GenerateRequest,
+        history: Vec<u32>,
+    ) -> Result<DecodeState> {
+        let mut eos = Vec::new();
+        if !req.ignore_eos {
+            eos.extend(&spec.eos_token_ids);
+            eos.extend(tokenizer.eos_ids());
+        }
+        Ok(DecodeState {
+            sampler: Sampler::new(req.sampling.clone())?,
+            eos,
+            history,
+            generated: Vec::new(),
+            max_new_tokens: req.max_new_tokens,
+            stream: StreamDecoder::new(tokenizer, true),
+            stops: StopMatcher::new(&req.stop_strings),
+            text: String::new(),
+            stop_reason: StopReason::MaxTokens,
+            finished: req.max_new_tokens == 0,
+        })
+    }
+
+    /// Whether no further [`Self::step`] is needed.
+    pub fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    /// Samples the next token from `logits` (the last position's) and streams its text.
+    pub fn step(&mut self, logits: &mut [f32]) -> Result<DecodeStep> {
+        if self.finished {
+            return Ok(DecodeStep {
+                token: None,
+                text: String::new(),
+                done: true,
+            });
+        }
+        let token = self.sampler.sample(logits, &self.history);
+        if self.eos.contains(&token) {
+            self.stop_reason = StopReason::Eos;
+            self.finished = true;
+            return Ok(DecodeStep {
+                token: None,
+                text: String::new(),
+                done: true,
+            });
+        }
+        self.generated.push(token);
+        self.history.push(token);
+        let mut text = String::new();
+        if let Some(piece) = self.stream.push(token)? {
+            let (ready, hit) = self.stops.feed(&piece);
+            text = ready;
+            if hit {
+                self.stop_reason = StopReason::StopString;
+                self.finished = true;
+            }
+        }
+        if self.generated.len() >= self.max_new_tokens {
+            self.finished = true;
+        }
+        self.text.push_str(&text);
+        Ok(DecodeStep {
+            token: Some(token),
+            text,
+            done: self.finished,
+        })
+    }
+
+    /// Ends generation: returns the text still held back (none after a stop string).
+    pub fn finish(&mut self) -> Result<String> {
+        self.finished = true;
+        if self.stop_reason == StopReason::StopString {
+            return Ok(String::new());
+        }
+        let rest = self.stream.flush()?;
+        let (mut ready, hit) = self.stops.feed(&rest);
+        if hit {
+            self.stop_reason = StopReason::StopString;
+        } else {
+            ready.push_str(&self.stops.finish());
+        }
+        self.text.push_str(&ready);
+        Ok(ready)
+    }
+
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+
+    /// All text shown so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn stop_reason(&self) -> StopReason {
+        self.stop_reason
+    }
+
+    pub fn into_generated(self) -> Vec<u32> {
+        self.generated
+    }
+}
+
+pub(crate) fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-fn per_second(n: usize, ms: f64) -> f64 {
+pub(crate) fn per_second(n: usize, ms: f64) -> f64 {
     if ms > 0.0 {
         n as f64 / (ms / 1e3)
     } else {

@@ -165,6 +165,48 @@ fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     })
 }
 
+/// A Markdown table of the medians over repeats, one line per (policy, chunk, prompt length):
+/// what `tandem bench` prints and what goes into `docs/benchmarks.md`.
+pub fn summary_table(rows: &[BenchRow]) -> String {
+    let mut groups: BTreeMap<(String, Option<usize>, usize), Vec<&BenchRow>> = BTreeMap::new();
+    for r in rows {
+        groups
+            .entry((r.policy.clone(), r.chunk, r.prompt_len))
+            .or_default()
+            .push(r);
+    }
+    let mut out = String::from(
+        "| policy | chunk | prompt | prefill on | TTFT ms | prefill tok/s | decode tok/s | \
+         handoff KiB | handoff ms | HTP est. prefill ms | fallback |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let fmt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |x| format!("{x:.d$}"));
+    for ((policy, chunk, len), group) in groups {
+        let med = |f: fn(&BenchRow) -> f64| median(group.iter().map(|r| f(r)));
+        let mut devices: Vec<&str> = group.iter().map(|r| r.prefill_device.as_str()).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let htp = median(group.iter().filter_map(|r| r.htp_prefill_ms_est));
+        let fallback = group
+            .iter()
+            .find_map(|r| r.fallback.as_deref())
+            .unwrap_or("");
+        out.push_str(&format!(
+            "| {policy} | {} | {len} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            chunk.map_or("–".to_string(), |c| c.to_string()),
+            devices.join("/"),
+            fmt(med(|r| r.ttft_ms), 1),
+            fmt(med(|r| r.prefill_tok_s), 1),
+            fmt(med(|r| r.decode_tok_s), 1),
+            fmt(med(|r| r.handoff_bytes as f64 / 1024.0), 1),
+            fmt(med(|r| r.handoff_ms), 2),
+            fmt(htp, 2),
+            fallback.replace('|', "/"),
+        ));
+    }
+    out
+}
+
 /// One line of a panel: (prompt length, median value) sorted by prompt length.
 type Series = Vec<(f64, f64)>;
 

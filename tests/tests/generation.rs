@@ -29,12 +29,13 @@ fn greedy(prompt: Vec<u32>, n: usize) -> GenerateRequest {
         max_new_tokens: n,
         sampling: SamplingParams::greedy(),
         stop_strings: vec![],
+        ignore_eos: false,
     }
 }
 
 #[test]
 fn embedded_model_generates_and_streams_exactly_its_text() {
-    let m = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let prompt = m.encode_prompt("This License").unwrap();
     assert_eq!(
         prompt.first().copied(),
@@ -71,8 +72,8 @@ fn embedded_model_generates_and_streams_exactly_its_text() {
 
 #[test]
 fn one_and_two_threads_agree() {
-    let a = load(ModelSource::Embedded, 1, WeightFormat::AsStored);
-    let b = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let a = load(tandem::embedded_model(), 1, WeightFormat::AsStored);
+    let b = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let prompt = a.encode_prompt("You may copy").unwrap();
     let la = a.logits_all(&prompt).unwrap();
     let lb = b.logits_all(&prompt).unwrap();
@@ -99,7 +100,7 @@ fn one_and_two_threads_agree() {
 fn continuing_a_cache_equals_one_pass_over_the_whole_text() {
     // Turn 2 prefills only its new tokens on top of turn 1's cache; the logits must equal a
     // single pass over the concatenation.
-    let m = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let first = m.encode_prompt("The licensor grants").unwrap();
     let out = m
         .generate(&mut m.new_cache(64), &greedy(first.clone(), 8), &mut |_| {})
@@ -127,7 +128,7 @@ fn continuing_a_cache_equals_one_pass_over_the_whole_text() {
 
 #[test]
 fn sampling_is_reproducible_by_seed() {
-    let m = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let prompt = m.encode_prompt("Permission is").unwrap();
     let run = |seed| {
         let req = GenerateRequest {
@@ -148,7 +149,7 @@ fn sampling_is_reproducible_by_seed() {
 
 #[test]
 fn stop_string_ends_generation_and_is_not_shown() {
-    let m = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let prompt = m.encode_prompt("This License").unwrap();
     let full = m
         .generate(
@@ -166,6 +167,7 @@ fn stop_string_ends_generation_and_is_not_shown() {
         .to_string();
     let req = GenerateRequest {
         stop_strings: vec![word.clone()],
+        ignore_eos: false,
         ..greedy(prompt, 40)
     };
     let mut streamed = String::new();
@@ -182,7 +184,7 @@ fn stop_string_ends_generation_and_is_not_shown() {
 /// only way to end early when no stop strings are given.
 #[test]
 fn eos_is_never_emitted_and_only_eos_ends_early() {
-    let m = load(ModelSource::Embedded, 2, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 2, WeightFormat::AsStored);
     let prompt = m.encode_prompt("END OF TERMS AND CONDITIONS").unwrap();
     let out = m
         .generate(&mut m.new_cache(0), &greedy(prompt, 200), &mut |_| {})
@@ -198,7 +200,7 @@ fn eos_is_never_emitted_and_only_eos_ends_early() {
 
 #[test]
 fn prompt_past_the_context_is_a_clear_error() {
-    let m = load(ModelSource::Embedded, 1, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 1, WeightFormat::AsStored);
     let prompt = m
         .encode_prompt("This License applies to any program")
         .unwrap();
@@ -222,7 +224,7 @@ fn prompt_past_the_context_is_a_clear_error() {
 
 #[test]
 fn out_of_vocabulary_token_is_rejected() {
-    let m = load(ModelSource::Embedded, 1, WeightFormat::AsStored);
+    let m = load(tandem::embedded_model(), 1, WeightFormat::AsStored);
     let mut cache = KvCache::new(&m.loaded.spec, 8);
     let err = m
         .cpu

@@ -65,6 +65,7 @@ fn check_exact(model_name: &str, path: &Path, tol: f32) {
             max_new_tokens: want.len(),
             sampling: SamplingParams::greedy(),
             stop_strings: vec![],
+            ignore_eos: false,
         };
         let mut cache = m.new_cache(prompt.len() + want.len());
         let out = m.generate(&mut cache, &req, &mut |_| {}).unwrap();

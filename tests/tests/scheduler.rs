@@ -1,0 +1,632 @@
+//! The engine end to end: NPU prefill (QNN HTP simulator) → KV handoff → CPU decode, against the
+//! CPU path and the transformers reference, for every fixture architecture; sessions across
+//! turns; concurrency; cancellation; fault injection; context overflow.
+//!
+//! Token comparisons. The NPU computes in fp16: its logits differ from the f32 CPU path by up to
+//! ~0.12 (measured in `backends/qnn/tests/prefill.rs`, logit scale ~24). Two greedy sequences are
+//! therefore compared step by step while equal; where they first differ, the reference's top-1 /
+//! top-2 margin at that step must be below [`NPU_TIE`] (a tie at fp16 precision), and comparison
+//! stops there. A wrong cache handoff or position breaks a high-margin step at once.
+//!
+//! Tests that use the NPU run one at a time (`NPU`): concurrent `graphExecute` calls from several
+//! QNN contexts fail on the simulator.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tandem::{
+    Engine, EngineOptions, Error, GenerateRequest, LoadOptions, Model, ModelSource, NpuOptions,
+    NpuState, PrefillPolicy, SamplingParams, WeightFormat,
+};
+use tandem_tests::{ids, qnn_lib_dir, reference, MODELS};
+
+/// Largest reference top-1/top-2 margin at which NPU and CPU tokens may legitimately differ
+/// (about 4× the largest logit error measured on the fixtures).
+const NPU_TIE: f64 = 0.5;
+const CHUNK: usize = 8;
+const CTX: usize = 96;
+
+static NPU: Mutex<()> = Mutex::new(());
+
+fn npu_lock() -> MutexGuard<'static, ()> {
+    NPU.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn load(name: &str) -> Arc<Model> {
+    let path = tandem_tests::fixtures().join(name).join("hf-f32");
+    Arc::new(
+        Model::load(
+            &ModelSource::Path(path),
+            &LoadOptions {
+                threads: 2,
+                cpu_weights: WeightFormat::AsStored,
+            },
+        )
+        .expect("fixture loads"),
+    )
+}
+
+fn npu_options(lib: &str) -> NpuOptions {
+    NpuOptions {
+        chunks: vec![CHUNK],
+        lib_dir: Some(lib.into()),
+        cache_dir: Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("qnn-cache")),
+        profiling: true,
+        ..NpuOptions::default()
+    }
+}
+
+fn engine(model: &Arc<Model>, policy: PrefillPolicy, lib: Option<&str>) -> Engine {
+    Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: policy,
+            ctx: CTX,
+            npu: lib.map(npu_options).unwrap_or_default(),
+            calibrate: false,
+            fail_npu_chunk: None,
+            ..EngineOptions::default()
+        },
+    )
+    .expect("engine starts")
+}
+
+fn greedy(prompt: &[u32], n: usize) -> GenerateRequest {
+    GenerateRequest::greedy(prompt.to_vec(), n)
+}
+
+/// Top-1/top-2 margin of each generated step of `prompt` + `tokens` on the CPU (f32).
+fn cpu_margins(model: &Model, prompt: &[u32], tokens: &[u32]) -> Vec<f64> {
+    let mut seq = prompt.to_vec();
+    seq.extend_from_slice(tokens);
+    let vocab = model.loaded.spec.vocab_size;
+    let all = model.logits_all(&seq).unwrap();
+    (0..tokens.len())
+        .map(|i| {
+            let row = &all[(prompt.len() - 1 + i) * vocab..][..vocab];
+            let mut v: Vec<f32> = row.to_vec();
+            v.sort_by(|a, b| b.total_cmp(a));
+            (v[0] - v[1]) as f64
+        })
+        .collect()
+}
+
+/// Compares `got` with `want` as the module docs describe; returns the steps compared.
+fn assert_same_until_tie(what: &str, got: &[u32], want: &[u32], margins: &[f64]) -> usize {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if g != w {
+            assert!(
+                margins[i] < NPU_TIE,
+                "{what}: step {i} differs ({g} vs {w}) although the reference margin is {:.3}\n got {got:?}\nwant {want:?}",
+                margins[i]
+            );
+            return i;
+        }
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: lengths differ\n got {got:?}\nwant {want:?}"
+    );
+    got.len()
+}
+
+#[test]
+fn npu_prefill_gives_cpu_and_reference_tokens_on_every_architecture() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let _npu = npu_lock();
+    let mut compared = (0, 0);
+    for name in MODELS {
+        let model = load(name);
+        let r = reference(name);
+        let npu = engine(&model, PrefillPolicy::Npu, Some(&lib));
+        assert!(
+            matches!(npu.npu_state(), NpuState::Ready { .. }),
+            "{name}: {:?}",
+            npu.npu_state()
+        );
+        let cpu = engine(&model, PrefillPolicy::Cpu, None);
+        let prompts = r.json["prompts"].as_array().unwrap();
+        let p1 = ids(&prompts[0]["ids"]);
+        let p3 = ids(&prompts[2]["ids"]);
+        // shorter than a chunk, exactly one chunk, several chunks ending mid-chunk
+        let cases: Vec<(Vec<u32>, Option<usize>)> = vec![
+            (p1.clone(), Some(0)),
+            (p3[..CHUNK].to_vec(), None),
+            (ids(&prompts[1]["ids"]), Some(1)),
+            (p3.clone(), Some(2)),
+        ];
+        for (prompt, ref_index) in cases {
+            let what = format!("{name} prompt of {} tokens", prompt.len());
+            let n = 24;
+            let on_npu = npu
+                .new_session()
+                .generate(greedy(&prompt, n), |_| {})
+                .unwrap();
+            let on_cpu = cpu
+                .new_session()
+                .generate(greedy(&prompt, n), |_| {})
+                .unwrap();
+            let s = &on_npu.stats;
+            assert_eq!(s.prefill_device, "npu", "{what}: {s:?}");
+            assert_eq!(s.fallback, None, "{what}");
+            assert_eq!(s.chunks.len(), prompt.len().div_ceil(CHUNK), "{what}");
+            assert!(s.chunks.iter().all(|c| c.padded_to == CHUNK));
+            let spec = &model.loaded.spec;
+            let kv_bytes = spec.n_layers * 2 * prompt.len() * spec.n_kv_heads * spec.head_dim * 2;
+            assert_eq!(
+                s.handoff_bytes, kv_bytes as u64,
+                "{what}: fp16 K/V of every position"
+            );
+            assert!(
+                s.htp_cycles.unwrap_or(0) > 0,
+                "{what}: simulator cycle counts"
+            );
+            assert_eq!(on_cpu.stats.prefill_device, "cpu");
+
+            let margins = cpu_margins(&model, &prompt, &on_cpu.generated);
+            compared.0 +=
+                assert_same_until_tie(&what, &on_npu.generated, &on_cpu.generated, &margins);
+            compared.1 += n;
+            if let Some(k) = ref_index {
+                let want = ids(&prompts[k]["greedy"]);
+                let ref_margins: Vec<f64> = prompts[k]["greedy_margins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_f64().unwrap())
+                    .collect();
+                assert_same_until_tie(
+                    &format!("{what} vs transformers"),
+                    &on_npu.generated,
+                    &want,
+                    &ref_margins,
+                );
+                // The CPU engine is the f32 path: equal to transformers up to true ties.
+                let exact: Vec<f64> = ref_margins.iter().map(|m| m / NPU_TIE * 4e-4).collect();
+                assert_same_until_tie(
+                    &format!("{what} cpu vs transformers"),
+                    &on_cpu.generated,
+                    &want,
+                    &exact,
+                );
+            }
+        }
+    }
+    eprintln!(
+        "NPU vs CPU: {} of {} greedy steps compared before a tie",
+        compared.0, compared.1
+    );
+    assert!(
+        compared.0 * 2 > compared.1,
+        "most steps must be comparable: {compared:?}"
+    );
+}
+
+#[test]
+fn second_turn_prefills_on_the_npu_from_the_cached_conversation() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let _npu = npu_lock();
+    for name in ["llama-gqa", "qwen3-qknorm"] {
+        let model = load(name);
+        let r = reference(name);
+        let prompts = r.json["prompts"].as_array().unwrap();
+        let turn1 = ids(&prompts[0]["ids"]);
+        let turn2: Vec<u32> = ids(&prompts[2]["ids"])[1..12].to_vec();
+        let npu = engine(&model, PrefillPolicy::Npu, Some(&lib));
+        let chat = npu.new_session();
+        let a = chat.generate(greedy(&turn1, 6), |_| {}).unwrap();
+        let b = chat.generate(greedy(&turn2, 10), |_| {}).unwrap();
+        let s = &b.stats;
+        // The last token of turn 1 was sampled but not yet run: it leads turn 2's prefill.
+        assert_eq!(s.cached_tokens, turn1.len() + 6 - 1, "{name}: {s:?}");
+        assert_eq!(s.prefill_tokens, 1 + turn2.len(), "{name}");
+        assert_eq!(s.prefill_device, "npu", "{name}");
+        assert_eq!(
+            s.chunks[0].start, s.cached_tokens,
+            "{name}: past K/V fed as input"
+        );
+        assert!(s
+            .chunks
+            .iter()
+            .all(|c| c.device == tandem::scheduler::Device::Npu));
+
+        let mut whole = turn1.clone();
+        whole.extend_from_slice(&a.generated);
+        whole.extend_from_slice(&turn2);
+        let cpu = engine(&model, PrefillPolicy::Cpu, None);
+        let one_pass = cpu
+            .new_session()
+            .generate(greedy(&whole, 10), |_| {})
+            .unwrap();
+        let margins = cpu_margins(&model, &whole, &one_pass.generated);
+        let n = assert_same_until_tie(
+            &format!("{name} turn 2 vs one pass"),
+            &b.generated,
+            &one_pass.generated,
+            &margins,
+        );
+        assert!(n >= 3, "{name}: only {n} steps comparable");
+        assert_eq!(
+            chat.tokens().unwrap().len(),
+            whole.len() + b.generated.len()
+        );
+    }
+}
+
+#[test]
+fn cpu_sessions_keep_their_cache_across_turns_exactly() {
+    // Without the NPU the two-turn session and the one-pass run are the same f32 computation.
+    let model = load("qwen2-tied");
+    let cpu = engine(&model, PrefillPolicy::Cpu, None);
+    let chat = cpu.new_session();
+    let a = chat.generate(greedy(&[1, 20, 30, 40], 5), |_| {}).unwrap();
+    let b = chat.generate(greedy(&[50, 60, 70], 7), |_| {}).unwrap();
+    assert_eq!(b.stats.cached_tokens, 4 + 5 - 1);
+    let mut whole = vec![1, 20, 30, 40];
+    whole.extend_from_slice(&a.generated);
+    whole.extend_from_slice(&[50, 60, 70]);
+    let one = cpu
+        .new_session()
+        .generate(greedy(&whole, 7), |_| {})
+        .unwrap();
+    assert_eq!(b.generated, one.generated);
+    // Rewinding to turn 1's prompt regenerates turn 1.
+    chat.rewind(4).unwrap();
+    assert_eq!(chat.cached_len().unwrap(), 4);
+    let again = chat.generate(greedy(&[], 5), |_| {});
+    assert!(
+        matches!(again, Err(Error::InvalidInput(_))),
+        "nothing pending after a full rewind to cached length: {again:?}"
+    );
+    chat.rewind(3).unwrap();
+    let redo = chat.generate(greedy(&[40], 5), |_| {}).unwrap();
+    assert_eq!(redo.generated, a.generated);
+}
+
+#[test]
+fn engine_cpu_path_equals_the_plain_generation_loop() {
+    // Sampled (not greedy) generation: the engine's decode steps are the plain loop's.
+    let model =
+        Arc::new(Model::load(&tandem::embedded_model(), &LoadOptions::default()).expect("loads"));
+    let prompt = model.encode_prompt("Permission is hereby granted").unwrap();
+    let req = GenerateRequest {
+        prompt: prompt.clone(),
+        max_new_tokens: 40,
+        sampling: SamplingParams {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            repeat_last_n: 64,
+            seed: 7,
+        },
+        stop_strings: vec![],
+        ignore_eos: false,
+    };
+    let mut cache = model.new_cache(256);
+    let plain = model.generate(&mut cache, &req, &mut |_| {}).unwrap();
+    let cpu = Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: PrefillPolicy::Cpu,
+            ctx: 256,
+            cpu_prefill_chunk: 3,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let mut streamed = String::new();
+    let out = cpu
+        .new_session()
+        .generate(req, |t| streamed.push_str(&t.text))
+        .unwrap();
+    assert_eq!(out.generated, plain.generated);
+    assert_eq!(out.text, plain.text);
+    assert_eq!(streamed, out.text);
+    assert_eq!(out.stats.chunks.len(), prompt.len().div_ceil(3));
+}
+
+#[test]
+fn concurrent_sessions_equal_sequential_runs() {
+    let model = load("llama-gqa");
+    let lib = qnn_lib_dir();
+    let _npu = lib.as_ref().map(|_| npu_lock());
+    let policy = if lib.is_some() {
+        PrefillPolicy::Npu
+    } else {
+        PrefillPolicy::Cpu
+    };
+    let e = engine(&model, policy, lib.as_deref());
+    let prompts: Vec<Vec<u32>> = (0..4u32)
+        .map(|s| {
+            (0..(5 + 6 * s))
+                .map(|i| 3 + (i * 7 + s * 13) % 200)
+                .collect()
+        })
+        .collect();
+    let sequential: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| {
+            e.new_session()
+                .generate(greedy(p, 30), |_| {})
+                .unwrap()
+                .generated
+        })
+        .collect();
+    let sessions: Vec<_> = prompts.iter().map(|_| e.new_session()).collect();
+    let handles: Vec<_> = sessions
+        .iter()
+        .zip(&prompts)
+        .map(|(s, p)| s.submit(greedy(p, 30)).unwrap())
+        .collect();
+    let together: Vec<Vec<u32>> = handles
+        .into_iter()
+        .map(|h| h.wait().unwrap().generated)
+        .collect();
+    assert_eq!(together, sequential);
+    // A busy session refuses a second request.
+    let s = e.new_session();
+    let h = s.submit(greedy(&prompts[3], 30)).unwrap();
+    assert!(matches!(
+        s.submit(greedy(&[1, 2], 1)),
+        Err(Error::InvalidInput(m)) if m.contains("running a request")
+    ));
+    h.wait().unwrap();
+}
+
+/// Waits until `f` holds (the engine runs on other threads).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn cancelling_mid_prefill_and_mid_decode_leaves_the_session_usable() {
+    let model = load("qwen2-tied");
+    let lib = qnn_lib_dir();
+    let _npu = lib.as_ref().map(|_| npu_lock());
+    let mut policies = vec![PrefillPolicy::Cpu];
+    if lib.is_some() {
+        policies.push(PrefillPolicy::Npu);
+    }
+    for policy in policies {
+        let e = Engine::new(
+            model.clone(),
+            EngineOptions {
+                prefill: policy,
+                ctx: 256,
+                npu: lib.as_deref().map(npu_options).unwrap_or_default(),
+                cpu_prefill_chunk: 4,
+                calibrate: false,
+                fail_npu_chunk: None,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
+        let chat = e.new_session();
+        let first = chat.generate(greedy(&[1, 5, 9], 4), |_| {}).unwrap();
+        let before = chat.tokens().unwrap();
+        let long: Vec<u32> = (0..200).map(|i| 10 + i % 150).collect();
+
+        // Mid-prefill: cancel once the first chunks are in the cache.
+        let h = chat.submit(greedy(&long, 8)).unwrap();
+        let progress = h.progress();
+        assert_eq!(progress.prefill_total(), long.len() + 1);
+        eventually("prefill progress", || progress.prefilled() >= 8);
+        h.cancel();
+        let at_cancel = progress.prefilled();
+        let r = h.wait();
+        assert!(matches!(r, Err(Error::Cancelled)), "{policy}: {r:?}");
+        assert!(
+            progress.prefilled() < long.len(),
+            "{policy}: prefill stopped early ({} of {}, {at_cancel} when cancelled)",
+            progress.prefilled(),
+            long.len()
+        );
+        assert_eq!(progress.generated(), 0);
+        assert_eq!(chat.tokens().unwrap(), before, "{policy}: rolled back");
+
+        // Mid-decode: cancel from another thread after a few tokens.
+        let mut h = chat.submit(greedy(&[7, 8], 200)).unwrap();
+        let token = h.cancel_token();
+        let mut got = 0;
+        for _ in h.by_ref() {
+            got += 1;
+            if got == 5 {
+                std::thread::spawn({
+                    let token = token.clone();
+                    move || token.cancel()
+                })
+                .join()
+                .unwrap();
+            }
+        }
+        assert!(matches!(h.wait(), Err(Error::Cancelled)), "{policy}");
+        assert!(got < 200, "{policy}: decode stopped early ({got})");
+        assert_eq!(chat.tokens().unwrap(), before, "{policy}: rolled back");
+
+        // The session goes on as if neither request had happened.
+        let next = chat.generate(greedy(&[7, 8], 6), |_| {}).unwrap();
+        let mut whole = vec![1, 5, 9];
+        whole.extend_from_slice(&first.generated);
+        whole.extend_from_slice(&[7, 8]);
+        let fresh = e.new_session().generate(greedy(&whole, 6), |_| {}).unwrap();
+        let margins = cpu_margins(&model, &whole, &fresh.generated);
+        assert_same_until_tie(
+            &format!("{policy}: after cancellations"),
+            &next.generated,
+            &fresh.generated,
+            &margins,
+        );
+    }
+}
+
+#[test]
+fn an_npu_fault_finishes_the_request_on_the_cpu() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let _npu = npu_lock();
+    for name in ["llama-gqa", "llama3-rope"] {
+        let model = load(name);
+        let r = reference(name);
+        let prompt = ids(&r.json["prompts"][1]["ids"]); // 19 tokens: chunks 8 + 8 + 3
+        let faulty = Engine::new(
+            model.clone(),
+            EngineOptions {
+                prefill: PrefillPolicy::Npu,
+                ctx: CTX,
+                npu: npu_options(&lib),
+                calibrate: false,
+                fail_npu_chunk: Some(1),
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
+        let out = faulty
+            .new_session()
+            .generate(greedy(&prompt, 16), |_| {})
+            .unwrap();
+        let s = &out.stats;
+        assert_eq!(s.prefill_device, "npu+cpu", "{name}: {s:?}");
+        let why = s.fallback.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("NPU chunk 1") && why.contains("injected"),
+            "{why}"
+        );
+        assert_eq!(s.chunks[0].device, tandem::scheduler::Device::Npu);
+        assert_eq!(s.chunks[0].tokens, CHUNK);
+        assert!(s.chunks[1..]
+            .iter()
+            .all(|c| c.device == tandem::scheduler::Device::Cpu));
+        assert_eq!(
+            s.chunks[1].start, CHUNK,
+            "the CPU resumes after the last good chunk"
+        );
+        assert_eq!(
+            s.chunks.iter().map(|c| c.tokens).sum::<usize>(),
+            prompt.len()
+        );
+
+        let cpu = engine(&model, PrefillPolicy::Cpu, None);
+        let want = cpu
+            .new_session()
+            .generate(greedy(&prompt, 16), |_| {})
+            .unwrap();
+        let margins = cpu_margins(&model, &prompt, &want.generated);
+        assert_same_until_tie(name, &out.generated, &want.generated, &margins);
+    }
+}
+
+#[test]
+fn npu_that_cannot_be_prepared_falls_back_and_says_why() {
+    let model = load("llama-gqa");
+    // AR-128 graphs do not fit a 96-position context: preparation fails before any QNN call.
+    let e = Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: PrefillPolicy::Npu,
+            ctx: CTX,
+            npu: NpuOptions {
+                chunks: vec![128],
+                ..NpuOptions::default()
+            },
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(matches!(e.npu_state(), NpuState::Unavailable(_)));
+    let out = e
+        .new_session()
+        .generate(greedy(&[1, 2, 3], 4), |_| {})
+        .unwrap();
+    assert_eq!(out.stats.prefill_device, "cpu");
+    let why = out.stats.fallback.unwrap_or_default();
+    assert!(why.starts_with("npu unavailable"), "{why}");
+    assert_eq!(out.generated.len(), 4);
+}
+
+#[test]
+fn context_overflow_is_a_clear_error_and_loses_nothing() {
+    let model = load("llama-gqa");
+    let e = engine(&model, PrefillPolicy::Cpu, None);
+    let chat = e.new_session();
+    let prompt: Vec<u32> = (1..=80).collect();
+    // 80 + 20 − 1 = 99 positions > 96
+    let err = chat.generate(greedy(&prompt, 20), |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ContextOverflow {
+                needed: 99,
+                ctx: 96
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("96"), "{err}");
+    // Exactly full is fine, and the next turn that would overflow is refused up front.
+    let out = chat.generate(greedy(&prompt, 17), |_| {}).unwrap();
+    assert_eq!(out.generated.len(), 17);
+    let err = chat.generate(greedy(&[5], 1), |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ContextOverflow {
+                needed: 98,
+                ctx: 96
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        chat.tokens().unwrap().len(),
+        97,
+        "the refused turn left nothing behind"
+    );
+    // Bad token ids are refused before anything runs.
+    let err = chat.submit(greedy(&[1_000_000], 1)).unwrap_err();
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+}
+
+#[test]
+fn auto_placement_explains_every_decision() {
+    let model = load("qwen3-qknorm");
+    let lib = qnn_lib_dir();
+    let _npu = lib.as_ref().map(|_| npu_lock());
+    let e = Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: PrefillPolicy::Auto,
+            ctx: CTX,
+            npu: lib.as_deref().map(npu_options).unwrap_or_default(),
+            calibrate: true,
+            fail_npu_chunk: None,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let costs = e.costs();
+    if lib.is_some() {
+        assert!(costs.npu_chunk_ms(CHUNK).is_some(), "calibrated NPU chunk");
+    }
+    assert!(costs.cpu_line().is_some(), "calibrated CPU prefill");
+    for n in [3, 40] {
+        let p = e.placement(0, n);
+        assert!(
+            p.reason.starts_with("auto") || p.reason.contains("unavailable"),
+            "{p:?}"
+        );
+        let out = e
+            .new_session()
+            .generate(greedy(&(1..=n as u32).collect::<Vec<_>>(), 3), |_| {})
+            .unwrap();
+        assert!(!out.stats.placement_reason.is_empty());
+        assert_eq!(out.stats.fallback, None, "auto never reports a fallback");
+    }
+}
