@@ -591,6 +591,22 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn npu_state_json(state: &tandem::NpuState) -> serde_json::Value {
+    match state {
+        tandem::NpuState::NotRequested => json!({"state": "not_requested"}),
+        tandem::NpuState::Ready { chunks, report } => json!({
+            "state": "ready",
+            "chunks": chunks,
+            "context": format!("{:?}", report.source),
+            "prepare_ms": report.prepare_time.as_secs_f64() * 1e3,
+            "binary_bytes": report.binary_bytes,
+            "cache_path": report.cache_path,
+        }),
+        tandem::NpuState::Unavailable(why) => json!({"state": "unavailable", "reason": why}),
+        tandem::NpuState::Disabled(why) => json!({"state": "disabled", "reason": why}),
+    }
+}
+
 fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.prompt_lens.is_empty() || a.policies.is_empty() || a.repeat == 0 {
         anyhow::bail!("give at least one prompt length, one policy and --repeat ≥ 1");
@@ -669,10 +685,17 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 ..EngineOptions::default()
             },
         )?;
+        let costs = engine.costs();
         engines_meta.push(json!({
             "policy": policy,
             "chunk": chunk,
-            "npu": format!("{:?}", engine.npu_state()).chars().take(400).collect::<String>(),
+            "npu": npu_state_json(&engine.npu_state()),
+            "calibration": {
+                "npu_chunk_ms": chunk.and_then(|c| costs.npu_chunk_ms(c)),
+                "cpu_prefill_line_ms": costs.cpu_line().map(|(fixed, per_token)| {
+                    json!({"fixed": fixed, "per_token": per_token})
+                }),
+            },
         }));
         for (prompt, &len) in prompts.iter().zip(&a.prompt_lens) {
             for repeat in 0..=a.repeat {

@@ -571,6 +571,16 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Loads a model (weights, tokenizer, CPU backend with `load.threads` threads) and starts an
+    /// engine on it.
+    pub fn load(
+        source: &crate::model::ModelSource,
+        load: &crate::model::LoadOptions,
+        opts: EngineOptions,
+    ) -> Result<Engine> {
+        Engine::new(Arc::new(Model::load(source, load)?), opts)
+    }
+
     pub fn model(&self) -> &Arc<Model> {
         &self.shared.model
     }
@@ -1286,5 +1296,21 @@ fn complete(job: &Job) -> RequestOutput {
         text: job.decode.text().to_string(),
         stop_reason: job.decode.stop_reason(),
         stats,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_thread_safe_as_documented() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Engine>();
+        send_sync::<Session>();
+        send_sync::<CancelToken>();
+        send_sync::<Progress>();
+        send::<RequestHandle>();
     }
 }
