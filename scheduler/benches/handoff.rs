@@ -46,24 +46,11 @@ const SHAPES: [Shape; 2] = [
     },
 ];
 
-/// Finite random fp16 values (|x| < 2) as little-endian bytes.
-fn fp16_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 16) as u16 & 0xbfff).to_le_bytes()
-        })
-        .collect()
-}
-
 fn chunk(s: &Shape) -> ChunkOutput {
     let elems = s.layout.new_kv_bytes() / 2;
     let raw = |seed: u64| -> Vec<Vec<u8>> {
         (0..s.layers as u64)
-            .map(|l| fp16_bytes(elems, seed + l))
+            .map(|l| tandem_qnn::conv::random_f16_bytes(elems, seed + l))
             .collect()
     };
     ChunkOutput::from_parts(0, s.n_tokens, s.layout, Vec::new(), raw(1), raw(1000))

@@ -114,26 +114,12 @@ mod tests {
         chunk: 8,
     };
 
-    /// Random finite fp16 values as little-endian bytes (xorshift; the exponent's top bit is
-    /// cleared so there is no NaN or Inf and bit-for-bit comparison is meaningful).
-    fn rand_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 16) as u16 & 0xbfff).to_le_bytes()
-            })
-            .collect()
-    }
-
     /// 5 valid tokens of a chunk of 8 at `start`.
     fn chunk(start: usize) -> ChunkOutput {
         let elems = LAYOUT.new_kv_bytes() / 2;
         let raw = |seed: u64| -> Vec<Vec<u8>> {
             (0..LAYERS as u64)
-                .map(|l| rand_f16_bytes(elems, seed + l))
+                .map(|l| tandem_qnn::conv::random_f16_bytes(elems, seed + l))
                 .collect()
         };
         ChunkOutput::from_parts(start, 5, LAYOUT, Vec::new(), raw(1), raw(100)).unwrap()

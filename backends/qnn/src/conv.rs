@@ -204,6 +204,21 @@ impl KvLayout {
     }
 }
 
+/// `n` pseudo-random finite fp16 values (|x| < 2, no NaN or Inf) as little-endian bytes, from
+/// `seed` (xorshift): synthetic graph outputs for tests and benches of the K/V conversions.
+pub fn random_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // The exponent's top bit clear: |x| < 2.
+            ((x >> 16) as u16 & 0xbfff).to_le_bytes()
+        })
+        .collect()
+}
+
 /// Large negative additive mask value: representable in fp16 and, after the softmax scale,
 /// far below any real score, so `exp` underflows to exactly 0.
 pub const MASK_NEG: f32 = -20000.0;
@@ -281,20 +296,6 @@ pub(crate) mod tests {
         assert_eq!(y, vec![-5.0, -6.0, -7.0, -8.0, 1.0, 2.0, 3.0, 4.0]);
     }
 
-    /// Random finite fp16 values as little-endian bytes (exponent < 0x1f: no NaN/Inf).
-    pub(crate) fn rand_f16_bytes(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .flat_map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let bits = (x >> 16) as u16 & 0xbfff; // exponent top bit clear: |x| < 2
-                bits.to_le_bytes()
-            })
-            .collect()
-    }
-
     pub(crate) fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
     }
@@ -316,8 +317,8 @@ pub(crate) mod tests {
                 chunk,
             };
             let cap = start + chunk + 3;
-            let k = rand_f16_bytes(heads * d * chunk, 1 + d as u64);
-            let v = rand_f16_bytes(heads * d * chunk, 2 + d as u64);
+            let k = random_f16_bytes(heads * d * chunk, 1 + d as u64);
+            let v = random_f16_bytes(heads * d * chunk, 2 + d as u64);
             let mut want = KvCache::with_shape(2, heads, d, cap);
             want.write(1, start, &layout.key_rows(&k, n), &layout.value_rows(&v, n));
             let mut got = KvCache::with_shape(2, heads, d, cap);
@@ -342,7 +343,7 @@ pub(crate) mod tests {
 
     #[test]
     fn f16_bytes_into_f32_matches_f16_bytes_to_f32() {
-        let b = rand_f16_bytes(2 * TILE + 7, 9);
+        let b = random_f16_bytes(2 * TILE + 7, 9);
         let mut got = vec![0.0; b.len() / 2];
         f16_bytes_into_f32(&b, &mut got);
         assert_eq!(bits(&got), bits(&f16_bytes_to_f32(&b)));

@@ -957,7 +957,8 @@ fn io<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::tests::{bits, rand_f16_bytes};
+    use crate::conv::random_f16_bytes;
+    use crate::conv::tests::bits;
 
     const LAYOUT: KvLayout = KvLayout {
         n_kv_heads: 2,
@@ -969,7 +970,7 @@ mod tests {
     /// A chunk of 4 valid tokens (of 6) at position `start`, 3 layers.
     fn chunk(start: usize) -> ChunkOutput {
         let bytes = LAYOUT.new_kv_bytes() / 2;
-        let raw = |s: u64| (0..3).map(|l| rand_f16_bytes(bytes, s + l)).collect();
+        let raw = |s: u64| (0..3).map(|l| random_f16_bytes(bytes, s + l)).collect();
         ChunkOutput::from_parts(start, 4, LAYOUT, vec![0.5; 4 * 10], raw(10), raw(20)).unwrap()
     }
 
