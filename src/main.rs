@@ -191,7 +191,8 @@ impl SamplingArgs {
 struct EngineArgs {
     /// Where prefill runs: npu (QNN HTP; falls back to the CPU, saying why, if it cannot),
     /// cpu, or auto (per request, from measured costs). Decode runs on the CPU.
-    #[arg(long, default_value = "auto")]
+    /// Default: auto on Arm devices, cpu on x86 hosts (where the HTP is a simulator).
+    #[arg(long, default_value_t = PrefillPolicy::host_default())]
     prefill: PrefillPolicy,
     #[command(flatten)]
     npu: NpuArgs,

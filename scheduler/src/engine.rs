@@ -61,7 +61,8 @@ pub const SCHED_DEBUG_ENV: &str = "TANDEM_SCHED_DEBUG";
 /// How an [`Engine`] runs requests.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Where prefill runs (`--prefill`). Decode always runs on the CPU.
+    /// Where prefill runs (`--prefill`; default [`PrefillPolicy::host_default`]). Decode always
+    /// runs on the CPU.
     pub prefill: PrefillPolicy,
     /// Context length of every session and of the NPU graphs (0 = the model's, capped at 1024
     /// when the NPU may be used and at 4096 otherwise).
@@ -87,7 +88,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            prefill: PrefillPolicy::Auto,
+            prefill: PrefillPolicy::host_default(),
             ctx: 0,
             npu: NpuOptions {
                 profiling: true,

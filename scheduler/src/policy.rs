@@ -37,6 +37,17 @@ pub enum PrefillPolicy {
 }
 
 impl PrefillPolicy {
+    /// The default: `auto` where the QNN HTP is real hardware (Arm devices), `cpu` on x86 hosts,
+    /// where the HTP backend is Qualcomm's simulator — preparing and timing the graphs there
+    /// costs seconds to minutes for real models only for `auto` to pick the CPU.
+    pub fn host_default() -> PrefillPolicy {
+        if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+            PrefillPolicy::Cpu
+        } else {
+            PrefillPolicy::Auto
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PrefillPolicy::Npu => "npu",
