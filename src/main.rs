@@ -612,15 +612,7 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.prompt_lens.is_empty() || a.policies.is_empty() || a.repeat == 0 {
         anyhow::bail!("give at least one prompt length, one policy and --repeat ≥ 1");
     }
-    let opts = LoadOptions {
-        threads: a.model.threads,
-        cpu_weights: WeightFormat::parse(&a.model.cpu_weights)?,
-    };
-    let source = match &a.model.model {
-        Some(p) => ModelSource::Path(p.clone()),
-        None => tandem::embedded_model(),
-    };
-    let model = Arc::new(Model::load(&source, &opts)?);
+    let model = Arc::new(load(&a.model)?);
     let spec = &model.loaded.spec;
     let max_len = *a.prompt_lens.iter().max().unwrap_or(&1);
     let ctx = (max_len + a.gen).next_multiple_of(64);

@@ -396,8 +396,6 @@ struct Job {
     rollback_cache: usize,
     decode: DecodeState,
     logits: Vec<f32>,
-    /// Prefill finished (logits hold the last prompt position).
-    prefilled: bool,
     placement: Placement,
     npu_estimate_ms: f64,
     cancel: CancelToken,
@@ -665,23 +663,19 @@ impl Shared {
         if policy == PrefillPolicy::Cpu {
             return cpu("policy cpu".into(), None);
         }
-        let chunks = {
-            let npu = lock(&self.npu);
-            match &npu.state {
-                NpuState::Ready { chunks, .. } => chunks.clone(),
-                NpuState::Unavailable(why) | NpuState::Disabled(why) => {
-                    let why = match &npu.state {
-                        NpuState::Disabled(_) => format!(
-                            "npu disabled after {NPU_FAILURE_LIMIT} consecutive failures: {why}"
-                        ),
-                        _ => format!("npu unavailable: {why}"),
-                    };
-                    let fallback = (policy == PrefillPolicy::Npu).then(|| why.clone());
-                    return cpu(format!("policy {policy}: {why}"), fallback);
-                }
-                NpuState::NotRequested => {
-                    return cpu("npu not prepared".into(), None);
-                }
+        let usable = match &lock(&self.npu).state {
+            NpuState::Ready { chunks, .. } => Ok(chunks.clone()),
+            NpuState::Unavailable(why) => Err(format!("npu unavailable: {why}")),
+            NpuState::Disabled(why) => Err(format!(
+                "npu disabled after {NPU_FAILURE_LIMIT} consecutive failures: {why}"
+            )),
+            NpuState::NotRequested => Err("npu not prepared".into()),
+        };
+        let chunks = match usable {
+            Ok(chunks) => chunks,
+            Err(why) => {
+                let fallback = (policy == PrefillPolicy::Npu).then(|| why.clone());
+                return cpu(format!("policy {policy}: {why}"), fallback);
             }
         };
         let plan =
@@ -801,7 +795,6 @@ impl Shared {
             rollback_cache,
             decode,
             logits: Vec::new(),
-            prefilled: false,
             npu_estimate_ms,
             cancel: cancel.clone(),
             progress: progress.clone(),
@@ -839,21 +832,16 @@ impl Shared {
             span,
             queue_span,
         });
+        // A job that cannot be sent is dropped with the send error; its Drop gives the session
+        // its state back.
         let sent = match (&job.placement.device, &self.npu_tx) {
             (Device::Npu, Some(tx)) => {
                 *lock(&self.npu_backlog_ms) += job.npu_estimate_ms;
-                tx.send(NpuMsg::Prefill(job)).map_err(|e| match e.0 {
-                    NpuMsg::Prefill(j) => j,
-                    NpuMsg::Shutdown => unreachable!(),
-                })
+                tx.send(NpuMsg::Prefill(job)).is_ok()
             }
-            _ => self.cpu_tx.send(CpuMsg::Run(job)).map_err(|e| match e.0 {
-                CpuMsg::Run(j) => j,
-                CpuMsg::Shutdown => unreachable!(),
-            }),
+            _ => self.cpu_tx.send(CpuMsg::Run(job)).is_ok(),
         };
-        if let Err(job) = sent {
-            drop(job); // its Drop gives the session its state back
+        if !sent {
             return Err(Error::InvalidInput("the engine has shut down".into()));
         }
         Ok(RequestHandle {
@@ -906,13 +894,7 @@ fn npu_worker(shared: &Arc<Shared>, rx: &Receiver<NpuMsg>, ready: &Sender<Startu
         Ok(p) => p,
         Err(e) => {
             let _ = ready.send(Startup::Npu(Err(e.to_string())));
-            // Jobs never come here (the NPU is unavailable), but drain until shutdown.
-            for msg in rx {
-                match msg {
-                    NpuMsg::Prefill(job) => shared.to_cpu(job),
-                    NpuMsg::Shutdown => break,
-                }
-            }
+            // Placement never sends work to an unavailable NPU, so the worker can stop.
             return;
         }
     };
@@ -931,34 +913,32 @@ fn npu_worker(shared: &Arc<Shared>, rx: &Receiver<NpuMsg>, ready: &Sender<Startu
     }
 }
 
-/// Times every chunk graph once after a warm-up run, from an empty cache.
+/// Times every chunk graph (run and handoff, from an empty cache) after a warm-up run.
 fn calibrate_npu(shared: &Shared, prefill: &mut QnnPrefill) {
-    let cache = KvCache::new(&shared.model.loaded.spec, shared.ctx);
+    let mut cache = KvCache::new(&shared.model.loaded.spec, shared.ctx);
     let profiling = shared.opts.npu.profiling;
     prefill.set_profiling(false);
     for chunk in prefill.chunk_sizes() {
         let tokens = vec![0u32; chunk];
-        let mut best = None;
+        let mut timed = Ok(0.0);
         for _ in 0..2 {
+            cache.truncate(0);
             let t = Instant::now();
-            let out = prefill.run_chunk(&tokens, &cache, Some(chunk));
-            let mut scratch = KvCache::new(&shared.model.loaded.spec, shared.ctx);
-            let ok = out.and_then(|o| {
-                handoff(&o, &mut scratch, shared.handoff_threads)
-                    .map_err(|e| tandem_qnn::Error::InvalidInput(e.to_string()))
-            });
-            match ok {
-                Ok(_) => best = Some(ms(t)),
-                Err(e) => {
-                    tracing::info!("NPU calibration of AR-{chunk} failed: {e}");
-                    best = None;
-                    break;
-                }
+            timed = prefill
+                .run_chunk(&tokens, &cache, Some(chunk))
+                .map_err(Error::from)
+                .and_then(|out| handoff(&out, &mut cache, shared.handoff_threads))
+                .map(|_| ms(t));
+            if timed.is_err() {
+                break;
             }
         }
-        if let Some(ms) = best {
-            shared.debug_print(format_args!("calibration: npu AR-{chunk} {ms:.2} ms"));
-            lock(&shared.costs).record_npu_chunk(chunk, ms);
+        match timed {
+            Ok(ms) => {
+                shared.debug_print(format_args!("calibration: npu AR-{chunk} {ms:.2} ms"));
+                lock(&shared.costs).record_npu_chunk(chunk, ms);
+            }
+            Err(e) => tracing::info!("NPU calibration of AR-{chunk} failed: {e}"),
         }
     }
     prefill.set_profiling(profiling);
@@ -1089,7 +1069,6 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
         if job.pending() == 0 {
             let vocab = shared.model.loaded.spec.vocab_size;
             job.logits = out.logits[(take - 1) * vocab..take * vocab].to_vec();
-            job.prefilled = true;
         }
     }
     NpuOutcome::Done
@@ -1179,7 +1158,9 @@ fn cpu_step(shared: &Shared, job: &mut Job) -> Result<bool> {
         return Err(Error::Cancelled);
     }
     let model = &shared.model;
-    if !job.prefilled {
+    // Prefill is done once the cache holds every token: then `logits` are the last position's
+    // (each decode step runs its token through the model before the next step).
+    if job.pending() > 0 {
         job.start_prefill_clock();
         let session = job.session;
         let k = job.stats.chunks.len();
@@ -1226,7 +1207,6 @@ fn cpu_step(shared: &Shared, job: &mut Job) -> Result<bool> {
         });
         if job.pending() == 0 {
             job.logits = logits;
-            job.prefilled = true;
         }
         return Ok(true);
     }

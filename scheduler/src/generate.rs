@@ -99,16 +99,10 @@ pub fn generate(
     }
     let prefill_ms = ms(t0);
 
-    let mut ttft_ms = 0.0;
-    let mut t_first = t0;
-    let mut first = true;
+    let mut t_first: Option<Instant> = None;
     while !state.is_done() {
         let step = state.step(&mut logits)?;
-        if first {
-            first = false;
-            ttft_ms = ms(t0);
-            t_first = Instant::now();
-        }
+        t_first.get_or_insert_with(Instant::now);
         if !step.text.is_empty() {
             on_text(&step.text);
         }
@@ -119,18 +113,16 @@ pub fn generate(
             _ => break,
         }
     }
-    let (text, stop_reason) = {
-        let tail = state.finish()?;
-        if !tail.is_empty() {
-            on_text(&tail);
-        }
-        (state.text().to_string(), state.stop_reason())
-    };
+    let tail = state.finish()?;
+    if !tail.is_empty() {
+        on_text(&tail);
+    }
+    let (text, stop_reason) = (state.text().to_string(), state.stop_reason());
     let generated = state.into_generated();
-    let decode_ms = if generated.is_empty() {
-        0.0
-    } else {
-        ms(t_first)
+    let ttft_ms = t_first.map_or(0.0, |t| (t - t0).as_secs_f64() * 1e3);
+    let decode_ms = match t_first {
+        Some(t) if !generated.is_empty() => ms(t),
+        _ => 0.0,
     };
     let decoded_after_first = generated.len().saturating_sub(1);
     let stats = GenerationStats {
