@@ -106,6 +106,16 @@ impl QnnDevice {
     pub fn backend(&self) -> &Backend {
         &self.backend
     }
+
+    /// The System library opened beside the backend (reads context binaries).
+    pub fn system_library(&self) -> &QnnSystemLibrary {
+        &self.sys
+    }
+
+    /// The device configured for the target SoC/arch, if one was given.
+    pub fn target_device(&self) -> Option<&Device> {
+        self.device.as_ref()
+    }
 }
 
 /// Routes QNN's own log lines into `tracing` under the target `qnn`, one level down: the HTP

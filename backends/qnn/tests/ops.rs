@@ -9,81 +9,10 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
-use sys_qnn::{Context, ContextOptions, GraphOptions, QNN_DATATYPE_FLOAT_16};
+use sys_qnn::{DeviceOptions, QNN_DATATYPE_FLOAT_16};
 use tandem_qnn::conv;
-use tandem_qnn::lower::{LoweredWeights, Lowerer};
-use tandem_qnn::QnnDevice;
-
-type Build<'a> = dyn FnOnce(&mut Lowerer<'_>) -> tandem_qnn::Result<()> + 'a;
-
-/// Builds a graph with `build`, runs it on `inputs` (f32, sent as fp16) and returns every graph
-/// output as f32.
-fn run_graph(
-    weights: &LoweredWeights,
-    build: Box<Build<'_>>,
-    inputs: &[(&str, &[f32])],
-) -> tandem_qnn::Result<HashMap<String, Vec<f32>>> {
-    let dir = lib_dir().expect("checked by caller");
-    let dev = QnnDevice::open(Some(&dir), &Default::default())?;
-    let ctx = Context::new(dev.backend(), None, &ContextOptions::default())?;
-    let graph = ctx.create_graph("op_test", &GraphOptions::default())?;
-    let mut lw = Lowerer::new(&graph, weights);
-    build(&mut lw)?;
-    let (ins, outs) = (lw.inputs.clone(), lw.outputs.clone());
-    drop(lw);
-    graph.finalize(None)?;
-    let bytes: Vec<Vec<u8>> = ins
-        .iter()
-        .map(|t| {
-            let (_, v) = inputs
-                .iter()
-                .find(|(n, _)| *n == t.name)
-                .unwrap_or_else(|| panic!("no data for input {}", t.name));
-            assert_eq!(t.data_type, QNN_DATATYPE_FLOAT_16);
-            conv::f32_to_f16_bytes(v)
-        })
-        .collect();
-    let in_list: Vec<_> = ins
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| (t, b.as_slice()))
-        .collect();
-    let mut out_bufs: Vec<Vec<u8>> = outs
-        .iter()
-        .map(|t| vec![0u8; t.byte_size().unwrap()])
-        .collect();
-    let mut out_list: Vec<_> = outs
-        .iter()
-        .zip(out_bufs.iter_mut())
-        .map(|(t, b)| (t, b.as_mut_slice()))
-        .collect();
-    graph.execute(&in_list, &mut out_list, None)?;
-    Ok(outs
-        .iter()
-        .zip(out_bufs)
-        .map(|(t, b)| (t.name.clone(), conv::f16_bytes_to_f32(&b)))
-        .collect())
-}
-
-fn check(what: &str, got: &[f32], want: &[f32], rel: f32) {
-    let d = diff(got, want);
-    eprintln!(
-        "{what}: max abs err {:.2e} (ref max {:.3}, {:.2e} of it), rel RMS {:.2e}",
-        d.max_abs,
-        d.ref_max,
-        d.max_abs / d.ref_max,
-        d.rel_rms
-    );
-    assert!(
-        d.max_abs <= rel * d.ref_max,
-        "{what}: max abs err {} > {rel} × {}",
-        d.max_abs,
-        d.ref_max
-    );
-}
+use tandem_qnn::lower::LoweredWeights;
 
 fn rms_norm_ref(x: &[f32], g: &[f32], eps: f32) -> Vec<f32> {
     x.chunks(g.len())
@@ -105,57 +34,63 @@ fn matmul_t_ref(x: &[f32], w: &[f32], rows: usize, k: usize, out: usize) -> Vec<
     y
 }
 
+/// The targets every op test runs for: the default (SM8750 on x86_64 hosts) and two named
+/// Snapdragon SoCs (SM8650 = 57, SM8550 = 43).
+fn targets() -> Vec<DeviceOptions> {
+    [None, Some(57), Some(43)]
+        .into_iter()
+        .map(|soc_model| DeviceOptions {
+            soc_model,
+            arch: None,
+        })
+        .collect()
+}
+
+/// RmsNorm over every shape the models use — rows × hidden and per-head `[N, heads, d]` — with
+/// N on both sides of 8 (the HTP kernel's row tile), as a lone op and as two consumers of one
+/// tensor (which the graph optimizer lays out together), on each target.
 #[test]
-fn rms_norm_rows_and_per_head() {
+fn rms_norm_sweep_rows_heads_and_targets() {
     let Some(_) = lib_dir() else { return };
     let _g = serial();
-    let x = f16_round(
-        &rand_vec(5 * 64, 1)
-            .iter()
-            .map(|v| v * 3.0)
-            .collect::<Vec<_>>(),
-    );
-    let gamma = f16_round(
-        &rand_vec(64, 2)
-            .iter()
-            .map(|v| 1.0 + 0.2 * v)
-            .collect::<Vec<_>>(),
-    );
-    let gh = f16_round(
-        &rand_vec(16, 3)
-            .iter()
-            .map(|v| 1.0 + 0.2 * v)
-            .collect::<Vec<_>>(),
-    );
-    let w = LoweredWeights::from_f32(&[("g", vec![64], &gamma), ("gh", vec![16], &gh)]);
-    let out = run_graph(
-        &w,
-        Box::new(|lw| {
-            lw.mark_output("y");
-            lw.mark_output("yh");
-            let x = lw.input("x", &[5, 64], QNN_DATATYPE_FLOAT_16)?;
-            let g = lw.weight("g")?;
-            lw.rms_norm(&x, &g, 1e-5, "y")?;
-            let x3 = lw.reshape(&x, &[5, 4, 16], "x3")?;
-            let gh = lw.weight("gh")?;
-            lw.rms_norm(&x3, &gh, 1e-5, "yh")?;
-            Ok(())
-        }),
-        &[("x", &x)],
-    )
-    .unwrap();
-    check(
-        "rms_norm [5,64]",
-        &out["y"],
-        &rms_norm_ref(&x, &gamma, 1e-5),
-        4e-3,
-    );
-    check(
-        "rms_norm per head [5,4,16]",
-        &out["yh"],
-        &rms_norm_ref(&x, &gh, 1e-5),
-        4e-3,
-    );
+    let mut cases = 0;
+    for target in targets() {
+        for n in [1u32, 8, 9, 16, 128] {
+            for (h, d) in [(1u32, 64u32), (4, 32), (8, 128), (1, 896)] {
+                let len = (n * h * d) as usize;
+                let x = f16_round(&rand_vec(len, 1).iter().map(|v| v * 3.0).collect::<Vec<_>>());
+                let gamma = f16_round(
+                    &rand_vec(d as usize, 2)
+                        .iter()
+                        .map(|v| 1.0 + 0.2 * v)
+                        .collect::<Vec<_>>(),
+                );
+                let w = LoweredWeights::from_f32(&[("g", vec![d], &gamma)]);
+                let out = run_graph_on(
+                    &target,
+                    &w,
+                    Box::new(|lw| {
+                        lw.mark_output("heads");
+                        lw.mark_output("rows");
+                        let x = lw.input("x", &[n, h, d], QNN_DATATYPE_FLOAT_16)?;
+                        let g = lw.weight("g")?;
+                        lw.rms_norm(&x, &g, 1e-6, "heads")?;
+                        let x2 = lw.reshape(&x, &[n * h, d], "x_rows")?;
+                        lw.rms_norm(&x2, &g, 1e-6, "rows")?;
+                        Ok(())
+                    }),
+                    &[("x", &x)],
+                )
+                .unwrap();
+                let want = rms_norm_ref(&x, &gamma, 1e-6);
+                let what = format!("rms_norm {:?} [{n},{h},{d}]", target.soc_model);
+                check(&format!("{what} per head"), &out["heads"], &want, 4e-3);
+                check(&format!("{what} rows"), &out["rows"], &want, 4e-3);
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 5 * 4);
 }
 
 #[test]

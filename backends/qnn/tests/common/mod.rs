@@ -2,8 +2,14 @@
 //! error metrics.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+
+use sys_qnn::{Context, ContextOptions, DeviceOptions, GraphOptions, QNN_DATATYPE_FLOAT_16};
+use tandem_qnn::conv;
+use tandem_qnn::lower::{LoweredWeights, Lowerer};
+use tandem_qnn::QnnDevice;
 
 pub const ENV_LIB_DIR: &str = sys_qnn::ENV_LIB_DIR;
 
@@ -72,4 +78,86 @@ pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
+}
+
+pub type Build<'a> = dyn FnOnce(&mut Lowerer<'_>) -> tandem_qnn::Result<()> + 'a;
+
+/// Builds a graph with `build`, runs it on `inputs` (f32, sent as fp16) and returns every graph
+/// output as f32, prepared for the library's default target.
+pub fn run_graph(
+    weights: &LoweredWeights,
+    build: Box<Build<'_>>,
+    inputs: &[(&str, &[f32])],
+) -> tandem_qnn::Result<HashMap<String, Vec<f32>>> {
+    run_graph_on(&DeviceOptions::default(), weights, build, inputs)
+}
+
+/// [`run_graph`] prepared for `target` (a SoC model).
+pub fn run_graph_on(
+    target: &DeviceOptions,
+    weights: &LoweredWeights,
+    build: Box<Build<'_>>,
+    inputs: &[(&str, &[f32])],
+) -> tandem_qnn::Result<HashMap<String, Vec<f32>>> {
+    let dir = lib_dir().expect("checked by caller");
+    let dev = QnnDevice::open(Some(&dir), target)?;
+    let ctx = Context::new(
+        dev.backend(),
+        dev.target_device(),
+        &ContextOptions::default(),
+    )?;
+    let graph = ctx.create_graph("op_test", &GraphOptions::default())?;
+    let mut lw = Lowerer::new(&graph, weights);
+    build(&mut lw)?;
+    let (ins, outs) = (lw.inputs.clone(), lw.outputs.clone());
+    drop(lw);
+    graph.finalize(None)?;
+    let bytes: Vec<Vec<u8>> = ins
+        .iter()
+        .map(|t| {
+            let (_, v) = inputs
+                .iter()
+                .find(|(n, _)| *n == t.name)
+                .unwrap_or_else(|| panic!("no data for input {}", t.name));
+            assert_eq!(t.data_type, QNN_DATATYPE_FLOAT_16);
+            conv::f32_to_f16_bytes(v)
+        })
+        .collect();
+    let in_list: Vec<_> = ins
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| (t, b.as_slice()))
+        .collect();
+    let mut out_bufs: Vec<Vec<u8>> = outs
+        .iter()
+        .map(|t| vec![0u8; t.byte_size().unwrap()])
+        .collect();
+    let mut out_list: Vec<_> = outs
+        .iter()
+        .zip(out_bufs.iter_mut())
+        .map(|(t, b)| (t, b.as_mut_slice()))
+        .collect();
+    graph.execute(&in_list, &mut out_list, None)?;
+    Ok(outs
+        .iter()
+        .zip(out_bufs)
+        .map(|(t, b)| (t.name.clone(), conv::f16_bytes_to_f32(&b)))
+        .collect())
+}
+
+pub fn check(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    let d = diff(got, want);
+    eprintln!(
+        "{what}: max abs err {:.2e} (ref max {:.3}, {:.2e} of it), rel RMS {:.2e}",
+        d.max_abs,
+        d.ref_max,
+        d.max_abs / d.ref_max,
+        d.rel_rms
+    );
+    assert!(
+        d.max_abs <= rel * d.ref_max,
+        "{what}: max abs err {} > {rel} × {}",
+        d.max_abs,
+        d.ref_max
+    );
 }
