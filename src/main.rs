@@ -67,6 +67,11 @@ struct NpuArgs {
     /// Target HTP architecture for ahead-of-time preparation (e.g. 75).
     #[arg(long)]
     htp_arch: Option<u32>,
+    /// HTP weight sharing between the chunk graphs: on, off (default: off on x86_64 hosts, whose
+    /// simulator cannot restore shared binaries; on elsewhere, and for `compile`, with several
+    /// chunk sizes).
+    #[arg(long, value_parser = parse_on_off)]
+    weight_sharing: Option<bool>,
     /// HTP performance mode: burst, sustained_high_performance, high_performance, balanced,
     /// low_balanced, high_power_saver, power_saver, low_power_saver, extreme_power_saver, default.
     #[arg(long)]
@@ -84,7 +89,16 @@ impl NpuArgs {
             htp_arch: self.htp_arch,
             profiling,
             perf_mode: self.perf_mode,
+            weight_sharing: self.weight_sharing,
         }
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected on or off, got `{s}`")),
     }
 }
 
@@ -869,6 +883,8 @@ fn devices(a: DevicesArgs) -> anyhow::Result<()> {
                 "build_id": i.build_id,
                 "soc_model": i.soc_model,
                 "htp_arch": i.htp_arch,
+                "target": i.target,
+                "simulator": cfg!(target_arch = "x86_64"),
             }),
             tandem::qnn::Availability::Unavailable(why) => {
                 json!({"available": false, "reason": why})
@@ -885,14 +901,18 @@ fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     println!("cpu     available   {isa}, {threads} physical cores");
     match qnn {
         tandem::qnn::Availability::Available(i) => println!(
-            "qnn     available   {} | provider {} | core API {} | backend API {} | build {}{}",
+            "qnn     available   {} | provider {} | core API {} | backend API {} | build {} | target {}{}",
             i.library_path.display(),
             i.provider,
             i.core_api,
             i.backend_api,
             i.build_id,
-            i.htp_arch
-                .map_or(String::new(), |a| format!(" | HTP arch v{a}"))
+            i.target,
+            if cfg!(target_arch = "x86_64") {
+                " | x86_64 HTP simulator: results are real, timings are host emulation"
+            } else {
+                ""
+            }
         ),
         tandem::qnn::Availability::Unavailable(why) => println!("qnn     unavailable {why}"),
     }
@@ -906,13 +926,19 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", a.out.display()))?;
     let mut opts = a.npu.options(false);
     opts.cache_dir = Some(a.out.clone());
+    // Compiled binaries are for the device: share one weight copy between chunk graphs unless
+    // told otherwise.
+    if opts.weight_sharing.is_none() && a.npu.chunks.len() > 1 {
+        opts.weight_sharing = Some(true);
+    }
     let prefill = model.npu_prefill(&opts)?;
     let r = prefill.report();
     println!(
-        "{:?} AR-{:?} ctx {} in {:.0} ms: {} ({} bytes, weight sharing {})",
+        "{:?} AR-{:?} ctx {} for {} in {:.0} ms: {} ({} bytes, weight sharing {})",
         r.source,
         prefill.chunk_sizes(),
         prefill.ctx(),
+        prefill.device().info().target,
         r.prepare_time.as_secs_f64() * 1e3,
         r.cache_path
             .as_ref()
@@ -920,5 +946,11 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         r.binary_bytes,
         r.weight_sharing
     );
+    if r.weight_sharing && cfg!(target_arch = "x86_64") {
+        println!(
+            "note: weight-shared context binaries run on the device only; the x86_64 HTP \
+             simulator cannot restore them (use --weight-sharing off to test one here)"
+        );
+    }
     Ok(())
 }

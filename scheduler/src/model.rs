@@ -66,6 +66,8 @@ pub struct NpuOptions {
     pub profiling: bool,
     /// HTP performance mode (power vote) while the graphs are loaded.
     pub perf_mode: Option<tandem_qnn::PerfMode>,
+    /// HTP weight sharing between the chunk graphs (`None`: the builder's default).
+    pub weight_sharing: Option<bool>,
 }
 
 /// A loaded model with its tokenizer, ready to run on the CPU.
@@ -207,6 +209,9 @@ impl Model {
         }
         if let Some(m) = opts.perf_mode {
             b = b.perf_mode(m);
+        }
+        if let Some(w) = opts.weight_sharing {
+            b = b.weight_sharing(w);
         }
         Ok(b.build(&self.loaded.spec, &self.loaded.weights)?)
     }

@@ -7,7 +7,7 @@
 //! graphs is the caller's business (`backends/qnn`).
 
 use std::ffi::{c_void, CString};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::*;
 use crate::loader::{cstr_lossy, QnnLibrary, QnnSystemLibrary};
@@ -178,7 +178,7 @@ impl Backend {
 // device
 
 /// HTP device options for ahead-of-time preparation (a target SoC / HTP arch).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceOptions {
     /// Qualcomm's SoC model number (e.g. 57 = SM8650; verified: the library then prepares for
     /// HTP arch 75).
@@ -390,9 +390,11 @@ pub struct ContextOptions {
     pub weight_sharing: bool,
 }
 
+/// Field order is drop order: after `Drop` frees the context, the device goes before the
+/// backend (QNN objects are freed in reverse creation order: context, device, backend).
 struct ContextInner {
-    backend: Backend,
     _device: Option<Device>,
+    backend: Backend,
     handle: Qnn_ContextHandle_t,
 }
 // SAFETY: opaque token, freed once in Drop.
@@ -452,8 +454,8 @@ impl Context {
         check(lib, code, format!("contextCreate({opts:?})"))?;
         Ok(Self {
             inner: Arc::new(ContextInner {
-                backend: backend.clone(),
                 _device: device.cloned(),
+                backend: backend.clone(),
                 handle,
             }),
         })
@@ -498,8 +500,8 @@ impl Context {
         )?;
         Ok(Self {
             inner: Arc::new(ContextInner {
-                backend: backend.clone(),
                 _device: device.cloned(),
+                backend: backend.clone(),
                 handle,
             }),
         })
@@ -573,6 +575,7 @@ impl Context {
             context: self.clone(),
             handle,
             name: name.to_string(),
+            retained: Mutex::new(Vec::new()),
         })
     }
 
@@ -589,6 +592,7 @@ impl Context {
             context: self.clone(),
             handle,
             name: name.to_string(),
+            retained: Mutex::new(Vec::new()),
         })
     }
 }
@@ -802,7 +806,15 @@ pub struct Graph {
     context: Context,
     handle: Qnn_GraphHandle_t,
     name: String,
+    /// Copies of tensor-parameter data (`perm`, `axes`, …) and of small STATIC tensors, kept
+    /// until finalize. QNN's documentation has client buffers valid until then; this library
+    /// was measured to copy them during the call, so this only removes the dependency on that.
+    retained: Mutex<Vec<Box<[u8]>>>,
 }
+
+/// STATIC tensor data up to this size is copied into the graph until finalize (tensor
+/// parameters, norms, biases); larger data (weight matrices) is the caller's to keep alive.
+const RETAIN_STATIC_MAX: usize = 1 << 20;
 
 // SAFETY: the handle may move between threads; it is freed with its context.
 unsafe impl Send for Graph {}
@@ -943,7 +955,12 @@ impl Graph {
             spec.dims.to_vec(),
             spec.quantize,
         )?;
-        let buf = match spec.data {
+        let copy: Option<Box<[u8]>> = spec
+            .data
+            .filter(|d| d.len() <= RETAIN_STATIC_MAX)
+            .map(Box::from);
+        let data = copy.as_deref().or(spec.data);
+        let buf = match data {
             Some(data) => Qnn_ClientBuffer_t {
                 data: data.as_ptr() as *mut c_void,
                 data_size: buffer_len(&op, &desc, data.len())?,
@@ -952,15 +969,27 @@ impl Graph {
         };
         let mut dims = desc.dims.clone();
         let mut raw = desc.raw(&mut dims, buf);
-        // SAFETY: live graph; `raw` points at `desc.c_name`, `dims` and `spec.data`, all alive
-        // for the call. QNN reads the static data during the call and only writes `id` back.
+        // SAFETY: live graph; `raw` points at `desc.c_name`, `dims` and the data (`copy`, moved
+        // into `retained` below without moving its heap block, or the caller's `spec.data`), all
+        // alive for the call; QNN only writes `id` back.
         let code = unsafe { f(self.handle, &mut raw) };
         check(lib, code, op)?;
+        if let Some(c) = copy {
+            self.retain(c);
+        }
         desc.id = raw.common().id;
         Ok(desc)
     }
 
-    /// `graphAddNode`.
+    fn retain(&self, data: Box<[u8]>) {
+        self.retained
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(data);
+    }
+
+    /// `graphAddNode`. Tensor-parameter data is copied into the graph and kept until
+    /// [`Graph::finalize`].
     pub fn add_node(&self, op: &OpSpec<'_>) -> Result<(), QnnError> {
         let lib = self.lib();
         let f = slot(lib.table().graph_add_node, "graphAddNode")?;
@@ -968,10 +997,39 @@ impl Graph {
             "graphAddNode({} {} in {})",
             op.name, op.type_name, self.name
         );
+        let copies: Vec<Option<Box<[u8]>>> = op
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Tensor { data, .. } => Some(Box::from(*data)),
+                Param::Scalar { .. } => None,
+            })
+            .collect();
+        let params: Vec<Param<'_>> = op
+            .params
+            .iter()
+            .zip(&copies)
+            .map(|(p, c)| match (p, c) {
+                (Param::Tensor { name, tensor, .. }, Some(c)) => Param::Tensor {
+                    name,
+                    tensor,
+                    data: c,
+                },
+                (p, _) => *p,
+            })
+            .collect();
+        let op = OpSpec {
+            params: &params,
+            ..*op
+        };
         // SAFETY: live graph; every pointer in `config` points into locals of
-        // `with_op_config`, alive for the call.
-        let code = with_op_config(op, &what, |config| unsafe { f(self.handle, config) })?;
-        check(lib, code, what)
+        // `with_op_config` or into `copies`, alive for the call.
+        let code = with_op_config(&op, &what, |config| unsafe { f(self.handle, config) })?;
+        check(lib, code, what)?;
+        for c in copies.into_iter().flatten() {
+            self.retain(c);
+        }
+        Ok(())
     }
 
     /// `backendValidateOpConfig`: asks the backend whether it supports `op` as configured
@@ -1000,9 +1058,15 @@ impl Graph {
         let lib = self.lib();
         let f = slot(lib.table().graph_finalize, "graphFinalize")?;
         let prof = profile.map_or(std::ptr::null_mut(), Profile::handle);
-        // SAFETY: live graph and profile; no signal.
+        // SAFETY: live graph and profile; no signal; every buffer added is alive (`retained`,
+        // or the caller's large STATIC data).
         let code = unsafe { f(self.handle, prof, std::ptr::null_mut()) };
-        check(lib, code, format!("graphFinalize({})", self.name))
+        check(lib, code, format!("graphFinalize({})", self.name))?;
+        self.retained
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(())
     }
 
     /// `graphExecute`: inputs and outputs as (tensor, bytes); buffer sizes must match.

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::library::QnnDevice;
 use crate::lower::{lower_model, ChunkShape, LoweredWeights, Lowerer};
 use crate::perf::{PerfMode, PerfVote};
+use crate::target;
 
 /// Configures and prepares a [`QnnPrefill`].
 #[derive(Clone, Debug)]
@@ -122,10 +123,13 @@ impl QnnPrefillBuilder {
         self
     }
     /// Force the HTP weight-sharing context option on or off. Default: on when there are several
-    /// chunk sizes, except for native (no AOT target) runs on an x86_64 host: the simulator
-    /// finalizes and runs weight-shared contexts but cannot restore their binaries
-    /// ("Shared weights buffer isn't supported on this platform", error 1000, measured), so there
-    /// the cache would never hit.
+    /// chunk sizes, except on x86_64 hosts, whose HTP simulator finalizes and runs weight-shared
+    /// contexts but cannot restore their binaries (natively prepared: "Shared weights buffer
+    /// isn't supported on this platform", error 1000; prepared for a SoC: a crash inside
+    /// `contextCreateFromBinary`; both measured with 2.51.0), so there the cache would never
+    /// hit. Binaries meant for a phone (`tandem compile --weight-sharing on`) should share.
+    /// On such a host a cached weight-shared binary is never handed to the library: it is
+    /// reported as not restorable here and the graphs are finalized instead.
     pub fn weight_sharing(mut self, on: bool) -> Self {
         self.weight_sharing = Some(on);
         self
@@ -194,10 +198,9 @@ impl QnnPrefillBuilder {
                 ctx: self.ctx,
             })
             .collect();
-        let aot = device.info().soc_model.is_some() || device.info().htp_arch.is_some();
         let sharing = self
             .weight_sharing
-            .unwrap_or(shapes.len() > 1 && (aot || !cfg!(target_arch = "x86_64")));
+            .unwrap_or(shapes.len() > 1 && target::can_restore_shared_weights());
         let cache_file = if self.use_cache {
             let dir = self.cache_dir.clone().or_else(cache::default_dir);
             dir.map(|dir| {
@@ -225,6 +228,16 @@ impl QnnPrefillBuilder {
                 Lookup::Missing => {}
                 Lookup::Rejected(why) => {
                     tracing::warn!("QNN context cache rejected, rebuilding: {why}");
+                    rejected = Some(why);
+                }
+                Lookup::Hit(_) if sharing && !target::can_restore_shared_weights() => {
+                    let why = format!(
+                        "{}: prepared with HTP weight sharing, which the x86_64 HTP simulator \
+                         cannot restore (it crashes in contextCreateFromBinary); the binary is \
+                         for the device, finalizing the graphs here instead",
+                        path.display()
+                    );
+                    tracing::warn!("QNN context cache not restorable on this host: {why}");
                     rejected = Some(why);
                 }
                 Lookup::Hit(binary) => match restore(&device, &shapes, &binary) {

@@ -51,6 +51,7 @@ pub mod library;
 pub mod lower;
 pub mod perf;
 pub mod plan;
+pub mod target;
 
 pub use conv::KvLayout;
 pub use error::{Error, LowerError, Result};
@@ -62,3 +63,4 @@ pub use library::{probe, Availability, DeviceInfo, QnnDevice};
 pub use perf::{ParsePerfModeError, PerfMode, PerfVote};
 pub use plan::plan_chunks;
 pub use sys_qnn::{DeviceOptions, GraphOptions, Precision};
+pub use target::{ResolvedTarget, SocInfo, TargetSource, HOST_DEFAULT_SOC, KNOWN_SOCS};

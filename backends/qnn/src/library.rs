@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use sys_qnn::{Backend, Device, DeviceOptions, Log, QnnLibrary, QnnSystemLibrary};
 
 use crate::error::Result;
+use crate::target::{self, ResolvedTarget, TargetSource};
 
 /// What `tandem devices` prints for the QNN delegate.
 #[derive(Clone, Debug)]
@@ -27,10 +28,15 @@ pub struct DeviceInfo {
     pub backend_api: String,
     /// `backendGetBuildId`, e.g. `v2.51.0.260929181845`.
     pub build_id: String,
-    /// Target SoC model for ahead-of-time preparation, when one was configured.
+    /// Target SoC model the graphs are prepared for (after defaults: SM8750 on x86_64 hosts;
+    /// `None` on a device without `--soc`, where QNN prepares for the HTP it runs on).
     pub soc_model: Option<u32>,
-    /// Target HTP arch (e.g. 75), when one was configured.
+    /// Target HTP arch (e.g. 75), when one was configured alone.
     pub htp_arch: Option<u32>,
+    /// The target in words, e.g. "SM8750 (SoC 69, HTP v79), the default on x86_64 hosts".
+    pub target: String,
+    /// Whether the target was requested, defaulted on a host, or is the device's own HTP.
+    pub target_source: TargetSource,
 }
 
 /// Opens the HTP library (search order: `lib_dir`, `TANDEM_QNN_LIB_DIR`, `QNN_SDK_ROOT`, system
@@ -45,11 +51,14 @@ pub fn probe(lib_dir: Option<&Path>) -> Availability {
 /// An opened QNN HTP backend: library, System library (to read context binaries), logger,
 /// backend and, when a target SoC/arch was given, a device configured for it.
 #[derive(Clone)]
+///
+/// Field order is drop order: the device is freed before the backend (reverse creation order;
+/// contexts hold both and go first).
 pub struct QnnDevice {
-    pub(crate) lib: QnnLibrary,
-    pub(crate) sys: QnnSystemLibrary,
-    pub(crate) backend: Backend,
     pub(crate) device: Option<Device>,
+    pub(crate) backend: Backend,
+    pub(crate) sys: QnnSystemLibrary,
+    pub(crate) lib: QnnLibrary,
     info: DeviceInfo,
 }
 
@@ -63,12 +72,25 @@ impl std::fmt::Debug for QnnDevice {
 
 impl QnnDevice {
     /// Opens `libQnnHtp` and `libQnnSystem` (the latter from the same folder first) and creates
-    /// the backend; with `target.soc_model`/`target.arch` also a device for that target.
+    /// the backend and a device for the target ([`target::resolve`]: the requested SoC/arch, on
+    /// x86_64 hosts SM8750 when none is given, and an error for targets that cannot run fp16).
     pub fn open(lib_dir: Option<&Path>, target: &DeviceOptions) -> Result<QnnDevice> {
+        Self::open_with_log_level(lib_dir, target, sys_qnn::QNN_LOG_LEVEL_WARN)
+    }
+
+    /// [`Self::open`] with QNN's own log at `level` (`QNN_LOG_LEVEL_*`; lines reach `tracing`
+    /// under the target `qnn`, or the sink set with `sys_qnn::log::set_log_sink`).
+    pub fn open_with_log_level(
+        lib_dir: Option<&Path>,
+        target: &DeviceOptions,
+        level: sys_qnn::QnnLog_Level_t,
+    ) -> Result<QnnDevice> {
+        let resolved: ResolvedTarget = target::resolve(target)?;
+        let target = &resolved.options;
         let lib = QnnLibrary::open(lib_dir)?;
         let sys = QnnSystemLibrary::open(lib.path().parent())?;
         forward_qnn_log_to_tracing();
-        let log = Log::new(&lib, sys_qnn::QNN_LOG_LEVEL_WARN).ok();
+        let log = Log::new(&lib, level).ok();
         let backend = Backend::new(&lib, log.as_ref())?;
         let device = if target.soc_model.is_some() || target.arch.is_some() {
             Some(Device::new(&lib, log.as_ref(), target)?)
@@ -84,6 +106,8 @@ impl QnnDevice {
             build_id: lib.build_id().unwrap_or_else(|e| format!("unknown ({e})")),
             soc_model: target.soc_model,
             htp_arch: target.arch,
+            target: resolved.describe(),
+            target_source: resolved.source,
         };
         tracing::debug!(?info, "QNN HTP backend opened");
         Ok(QnnDevice {
