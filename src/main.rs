@@ -210,9 +210,6 @@ struct EngineArgs {
     prefill: PrefillPolicy,
     #[command(flatten)]
     npu: NpuArgs,
-    /// HTP clock in MHz at which QNN's HTP cycle counts are turned into estimated prefill time.
-    #[arg(long, default_value_t = tandem::scheduler::engine::DEFAULT_HTP_CLOCK_MHZ)]
-    htp_clock_mhz: f64,
     /// Do not collect QNN's per-chunk HTP cycle counts (detailed profiling).
     #[arg(long)]
     no_htp_profile: bool,
@@ -230,7 +227,6 @@ impl EngineArgs {
             prefill: self.prefill,
             ctx: self.npu.npu_ctx,
             npu: self.npu.options(!self.no_htp_profile),
-            htp_clock_mhz: self.htp_clock_mhz,
             cpu_prefill_chunk: self.cpu_chunk,
             ..EngineOptions::default()
         }
@@ -296,9 +292,6 @@ struct BenchArgs {
     /// Context-binary cache folder (else TANDEM_QNN_CACHE_DIR or ~/.cache/tandem/qnn).
     #[arg(long)]
     qnn_cache: Option<PathBuf>,
-    /// HTP clock in MHz at which QNN's HTP cycle counts are turned into estimated prefill time.
-    #[arg(long, default_value_t = tandem::scheduler::engine::DEFAULT_HTP_CLOCK_MHZ)]
-    htp_clock_mhz: f64,
     /// Seed of the random prompt tokens.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -471,11 +464,15 @@ fn stats_line(engine: &Engine, out: &RequestOutput) -> String {
             s.handoff_ms
         );
     }
-    if let (Some(c), Some(est)) = (s.htp_cycles, s.htp_prefill_ms_est) {
-        line += &format!(
-            " | HTP {c} cycles ≈ {est:.2} ms at {:.0} MHz (simulator estimate)",
-            s.htp_clock_mhz
-        );
+    match (s.htp_cycles, s.htp_prefill_ms_est) {
+        (Some(c), Some(ms)) => line += &format!(" | HTP {c} cycles, {ms:.2} ms on the device"),
+        (Some(c), None) => {
+            line += &format!(" | HTP {c} simulator cycles (host emulation, not device time)")
+        }
+        _ => {}
+    }
+    if let Some(est) = s.qnn_cost_model_ms {
+        line += &format!(" | QNN cost model ≈ {est:.2} ms (Qualcomm's estimate)");
     }
     if let Some(f) = &s.fallback {
         line += &format!(" | fallback: {f}");
@@ -688,7 +685,6 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 prefill: policy,
                 ctx,
                 npu,
-                htp_clock_mhz: a.htp_clock_mhz,
                 ..EngineOptions::default()
             },
         )?;
@@ -750,7 +746,6 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "threads": model.cpu.pool().n_threads(),
         "cpu_isa": tandem::cpu::kernels::isa_name(),
         "cpu_weights": model.cpu.weight_dtype().name(),
-        "htp_clock_mhz": a.htp_clock_mhz,
         "htp_cycles_source": tandem::scheduler::stats::htp_cycles_source(),
         "engines": engines_meta,
         "tandem_version": env!("CARGO_PKG_VERSION"),

@@ -318,7 +318,7 @@ fn run_reports_placement_handoff_and_trace_for_each_prefill_policy() {
             "placement_reason",
             "htp_cycles",
             "htp_prefill_ms_est",
-            "htp_clock_mhz",
+            "qnn_cost_model_ms",
         ] {
             assert!(s.get(key).is_some(), "{policy}: stats.{key} missing: {s}");
         }

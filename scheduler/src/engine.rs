@@ -30,9 +30,12 @@
 //!
 //! # Failure
 //! If the NPU cannot be prepared, every request prefills on the CPU and says why (`fallback` in
-//! its stats when the NPU was asked for). If an NPU chunk fails, the request continues on the CPU
-//! from the last chunk that completed, with identical tokens, and its stats name the error; after
-//! [`NPU_FAILURE_LIMIT`] failures in a row the engine stops using the NPU.
+//! its stats when the NPU was asked for). If an NPU chunk fails, the K/V of the chunks that did run
+//! are discarded and the request's whole prompt is prefilled on the CPU, so its tokens are exactly
+//! those of a CPU prefill of that request on the session as it was when the request started
+//! (positions cached by earlier turns are kept as they are, whichever device produced them); its
+//! stats name the error and the discarded positions. After [`NPU_FAILURE_LIMIT`] failures in a row
+//! the engine stops using the NPU.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -70,8 +73,6 @@ pub struct EngineOptions {
     /// QNN prefill options: chunk sizes, library and cache folders, target, performance mode,
     /// and `profiling` (HTP cycle counts per chunk). `npu.ctx` is ignored: `ctx` applies.
     pub npu: NpuOptions,
-    /// HTP clock the cycle counts are converted to time at, in MHz (a stated assumption).
-    pub htp_clock_mhz: f64,
     /// Largest number of prompt tokens in one CPU prefill step.
     pub cpu_prefill_chunk: usize,
     /// Threads that copy one NPU chunk's K/V into the cache (0 = 1). One thread converts a
@@ -94,7 +95,6 @@ impl Default for EngineOptions {
                 profiling: true,
                 ..NpuOptions::default()
             },
-            htp_clock_mhz: DEFAULT_HTP_CLOCK_MHZ,
             cpu_prefill_chunk: 128,
             handoff_threads: 0,
             calibrate: true,
@@ -104,10 +104,6 @@ impl Default for EngineOptions {
         }
     }
 }
-
-/// Default HTP clock for cycle → time estimates: 1 GHz, a round figure of the order of recent
-/// Hexagon NPUs' clocks; pass the clock of the device you estimate for.
-pub const DEFAULT_HTP_CLOCK_MHZ: f64 = 1000.0;
 
 /// The NPU as the engine sees it.
 #[derive(Clone, Debug)]
@@ -483,12 +479,6 @@ impl Engine {
                 "cpu_prefill_chunk must be at least 1".into(),
             ));
         }
-        if opts.htp_clock_mhz.is_nan() || opts.htp_clock_mhz <= 0.0 {
-            return Err(Error::InvalidInput(format!(
-                "HTP clock must be positive, got {} MHz",
-                opts.htp_clock_mhz
-            )));
-        }
         let spec = &model.loaded.spec;
         let ctx = if opts.ctx == 0 {
             let cap = if opts.prefill.wants_npu() { 1024 } else { 4096 };
@@ -822,8 +812,9 @@ impl Shared {
                 fallback: placement.fallback.clone(),
                 htp_cycles: None,
                 htp_prefill_ms_est: None,
-                htp_clock_mhz: self.opts.htp_clock_mhz,
                 htp_cycles_source: None,
+                qnn_cost_model_ms: None,
+                qnn_cost_model_source: None,
             },
             placement,
             t_submit: Instant::now(),
@@ -964,12 +955,22 @@ fn npu_prefill(shared: &Shared, prefill: &mut QnnPrefill, mut job: Box<Job>) {
                 job.session,
                 job.id
             );
-            let at = job.state().cache.len();
+            // Recompute this request's whole prompt on the CPU rather than continue on the
+            // NPU's fp16 K/V: the request then gives exactly the tokens of a CPU prefill on the
+            // session as it was when the request started.
+            let from = job.rollback_cache;
+            let done = job.state().cache.len() - from;
+            job.state().cache.truncate(from);
+            job.progress.0.prefilled.store(0, Ordering::Release);
             shared.debug_print(format_args!(
-                "session {} request {}: {why}; finishing on the CPU from position {at}",
+                "session {} request {}: {why}; recomputing the prompt on the CPU from position \
+                 {from} ({done} NPU-prefilled positions discarded)",
                 job.session, job.id
             ));
-            job.stats.fallback = Some(why);
+            job.stats.fallback = Some(format!(
+                "{why}; prompt recomputed on the CPU from position {from} ({done} NPU positions \
+                 discarded)"
+            ));
             shared.to_cpu(job);
         }
     }
@@ -1053,7 +1054,13 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
         };
         job.note_prefilled(take);
         lock(&shared.costs).record_npu_chunk(chunk, chunk_ms + h.ms);
-        let clock_hz = shared.opts.htp_clock_mhz * 1e6;
+        let device_us = out.profile.as_ref().and_then(|p| p.device_exec_us());
+        let estimate = prefill
+            .report()
+            .cost_estimates
+            .iter()
+            .find(|e| e.chunk == chunk)
+            .map(|e| e.exec_us as f64 / 1e3);
         job.stats.chunks.push(ChunkStats {
             device: Device::Npu,
             start,
@@ -1064,7 +1071,8 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
             handoff_bytes: h.bytes,
             handoff_ms: h.ms,
             htp_cycles: cycles,
-            htp_ms_est: cycles.map(|c| c as f64 / clock_hz * 1e3),
+            htp_ms_est: device_us.map(|us| us as f64 / 1e3),
+            qnn_cost_model_ms: estimate,
         });
         if job.pending() == 0 {
             let vocab = shared.model.loaded.spec.vocab_size;
@@ -1204,6 +1212,7 @@ fn cpu_step(shared: &Shared, job: &mut Job) -> Result<bool> {
             handoff_ms: 0.0,
             htp_cycles: None,
             htp_ms_est: None,
+            qnn_cost_model_ms: None,
         });
         if job.pending() == 0 {
             job.logits = logits;

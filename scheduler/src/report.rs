@@ -55,7 +55,8 @@ pub struct BenchRow {
     pub handoff_ms: f64,
     /// HTP cycles summed over the prefill chunks, from the QNN HTP simulator's profiling.
     pub htp_cycles: Option<u64>,
-    /// Prefill time those cycles imply at the configured HTP clock (a simulator estimate).
+    /// HTP execute time measured on a device (`None` on x86_64 hosts, whose simulator time is
+    /// host emulation time).
     pub htp_prefill_ms_est: Option<f64>,
     /// Why the request left its planned device, if it did.
     pub fallback: Option<String>,
@@ -177,7 +178,7 @@ pub fn summary_table(rows: &[BenchRow]) -> String {
     }
     let mut out = String::from(
         "| policy | chunk | prompt | prefill on | TTFT ms | prefill tok/s | decode tok/s | \
-         handoff KiB | handoff ms | HTP est. prefill ms | fallback |\n\
+         handoff KiB | handoff ms | HTP device prefill ms | fallback |\n\
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let fmt = |v: Option<f64>, d: usize| v.map_or("–".to_string(), |x| format!("{x:.d$}"));

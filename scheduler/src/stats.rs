@@ -1,6 +1,7 @@
 //! What one engine request measured: placement, every prefill chunk, the KV handoff, time to first
-//! token and throughput, the fallback if any, and QNN's HTP cycle counts with the prefill time
-//! they imply at a stated clock. `tandem run --json` prints this as its `stats` object.
+//! token and throughput, the fallback if any, QNN's HTP profile figures (device time only when
+//! measured on a device), and Qualcomm's cost-model estimate where the library offers one.
+//! `tandem run --json` prints this as its `stats` object.
 
 use serde::Serialize;
 
@@ -9,11 +10,17 @@ use crate::policy::{Device, PrefillPolicy};
 /// Where HTP cycle counts come from on this host.
 pub fn htp_cycles_source() -> &'static str {
     if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
-        "QNN HTP simulator estimate (x86_64 host, not a device measurement)"
+        "QNN x86_64 HTP simulator: counts host emulation work (about 150 per µs of host time), \
+         not device cycles"
     } else {
-        "QNN HTP profile"
+        "QNN HTP profile on the device"
     }
 }
+
+/// What `qnn_cost_model_ms` is.
+pub const QNN_COST_MODEL_SOURCE: &str =
+    "Qualcomm's cost-model estimate from the graph's finalize profile (a model of the target \
+     SoC, not a measurement)";
 
 /// One prefill chunk.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -34,8 +41,12 @@ pub struct ChunkStats {
     pub handoff_ms: f64,
     /// HTP cycles of the graph execution (NPU with profiling; see [`htp_cycles_source`]).
     pub htp_cycles: Option<u64>,
-    /// What `htp_cycles` implies at the engine's HTP clock.
+    /// The HTP's execute time as the library measured it on a device; `null` on x86_64 hosts,
+    /// where the simulator's figures are host emulation time.
     pub htp_ms_est: Option<f64>,
+    /// Qualcomm's cost-model estimate for this chunk's graph on the target SoC
+    /// ([`QNN_COST_MODEL_SOURCE`]), when the library computes one for it.
+    pub qnn_cost_model_ms: Option<f64>,
 }
 
 /// Statistics of one request. Times are wall-clock milliseconds unless named `_est`.
@@ -77,11 +88,15 @@ pub struct RequestStats {
     pub fallback: Option<String>,
     /// HTP cycles summed over the NPU chunks (when profiled).
     pub htp_cycles: Option<u64>,
-    /// The prefill time `htp_cycles` implies at `htp_clock_mhz`.
+    /// HTP execute time over the NPU chunks as measured on a device; `null` on x86_64 hosts
+    /// (simulator time is host time, never reported as device time).
     pub htp_prefill_ms_est: Option<f64>,
-    pub htp_clock_mhz: f64,
     /// Where the cycle counts come from ([`htp_cycles_source`]); `null` without cycle counts.
     pub htp_cycles_source: Option<&'static str>,
+    /// Qualcomm's cost-model estimate summed over the NPU chunks, when the library computes one
+    /// for the target ([`QNN_COST_MODEL_SOURCE`]).
+    pub qnn_cost_model_ms: Option<f64>,
+    pub qnn_cost_model_source: Option<&'static str>,
 }
 
 impl RequestStats {
@@ -95,11 +110,23 @@ impl RequestStats {
             self.htp_prefill_ms_est = None;
             self.htp_cycles_source = None;
         } else {
-            let total: u64 = cycles.iter().sum();
-            self.htp_cycles = Some(total);
-            self.htp_prefill_ms_est = Some(total as f64 / (self.htp_clock_mhz * 1e3));
+            self.htp_cycles = Some(cycles.iter().sum());
             self.htp_cycles_source = Some(htp_cycles_source());
         }
+        let npu_chunks: Vec<&ChunkStats> = self
+            .chunks
+            .iter()
+            .filter(|c| c.device == Device::Npu)
+            .collect();
+        let all = |f: fn(&ChunkStats) -> Option<f64>| -> Option<f64> {
+            if npu_chunks.is_empty() {
+                return None;
+            }
+            npu_chunks.iter().map(|c| f(c)).sum()
+        };
+        self.htp_prefill_ms_est = all(|c| c.htp_ms_est);
+        self.qnn_cost_model_ms = all(|c| c.qnn_cost_model_ms);
+        self.qnn_cost_model_source = self.qnn_cost_model_ms.map(|_| QNN_COST_MODEL_SOURCE);
         let npu = self.chunks.iter().any(|c| c.device == Device::Npu);
         let cpu = self.chunks.iter().any(|c| c.device == Device::Cpu);
         self.prefill_device = match (npu, cpu) {

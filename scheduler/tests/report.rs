@@ -153,7 +153,8 @@ fn csv_has_header_and_one_quoted_line_per_row() {
 fn json_round_trips_with_meta() {
     let rows = rows();
     let dir = out_dir("json");
-    let meta = json!({ "model": "fixture-llama", "htp_clock_mhz": 1000, "policies": ["npu", "cpu", "auto"] });
+    let meta =
+        json!({ "model": "fixture-llama", "target": "SM8750", "policies": ["npu", "cpu", "auto"] });
     let files = write_bench_report(&dir, &rows, &meta).unwrap();
     let value: Value =
         serde_json::from_str(&std::fs::read_to_string(&files.json).unwrap()).unwrap();

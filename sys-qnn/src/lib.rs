@@ -31,8 +31,9 @@ pub use api::{
     TensorDesc, TensorSpec, QNN_OP_PACKAGE,
 };
 pub use loader::{
-    check_core_api_version, LibrarySearch, LoadError, QnnLibrary, QnnSystemLibrary, ENV_LIB_DIR,
-    ENV_SDK_ROOT, HTP_LIBRARY, SUPPORTED_CORE_API, SYSTEM_LIBRARY,
+    check_core_api_version, report_skipped_test, LibrarySearch, LoadError, QnnLibrary,
+    QnnSystemLibrary, ENV_LIB_DIR, ENV_SDK_ROOT, ENV_SKIP_LOG, HTP_LIBRARY, SUPPORTED_CORE_API,
+    SYSTEM_LIBRARY,
 };
 pub use perf::{DcvsV3, PerfInfrastructure, PowerConfig, PowerConfigId, VoltageCorners};
 pub use types::*;

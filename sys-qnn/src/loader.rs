@@ -34,6 +34,32 @@ macro_rules! lib_name {
 
 /// Folder holding the QNN libraries (tests and `cargo xtask` set it to the extracted wheel).
 pub const ENV_LIB_DIR: &str = "TANDEM_QNN_LIB_DIR";
+
+/// File to which tests that skip for want of the QNN libraries append one line each
+/// (`cargo xtask test` sets it and counts them in its summary).
+pub const ENV_SKIP_LOG: &str = "TANDEM_SKIP_LOG";
+
+/// For tests that need the QNN libraries: reports that the current test is skipped and why,
+/// where it cannot be missed — on stderr past the test harness's output capture, and as a line
+/// in the [`ENV_SKIP_LOG`] file when that is set.
+pub fn report_skipped_test(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string();
+    let line = format!("SKIPPED {test}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(path) = std::env::var_os(ENV_SKIP_LOG) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
 /// Root of an installed QNN SDK; libraries are under `lib/<folder>` (see [`sdk_lib_folders`]).
 pub const ENV_SDK_ROOT: &str = "QNN_SDK_ROOT";
 

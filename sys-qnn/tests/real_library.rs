@@ -20,10 +20,10 @@ fn lib_dir() -> Option<PathBuf> {
                      (run `cargo xtask qnn-libs`, or `cargo xtask test` which sets it)"
                 );
             }
-            eprintln!(
-                "SKIPPED: {ENV_LIB_DIR} is not set; run `cargo xtask qnn-libs` and export \
+            sys_qnn::report_skipped_test(&format!(
+                "{ENV_LIB_DIR} is not set; run `cargo xtask qnn-libs` and export \
                  {ENV_LIB_DIR}=<printed dir> to run the real-library QNN tests"
-            );
+            ));
             None
         }
     }

@@ -88,7 +88,9 @@ pub fn qnn_lib_dir() -> Option<String> {
                 std::env::var("CI").is_err(),
                 "TANDEM_QNN_LIB_DIR must point at the QNN libraries in CI (cargo xtask test sets it)"
             );
-            eprintln!("SKIPPED: TANDEM_QNN_LIB_DIR not set; run through `cargo xtask test`");
+            sys_qnn::report_skipped_test(
+                "TANDEM_QNN_LIB_DIR not set; run through `cargo xtask test`",
+            );
             None
         }
     }

@@ -497,6 +497,9 @@ fn cancelling_mid_prefill_and_mid_decode_leaves_the_session_usable() {
     }
 }
 
+/// An NPU chunk failing at every chunk index of a 3-chunk prompt: the request recomputes its
+/// prompt on the CPU and gives exactly the CPU run's tokens (not merely the same up to a
+/// near-tie), and the session's next turn works.
 #[test]
 fn an_npu_fault_finishes_the_request_on_the_cpu() {
     let Some(lib) = qnn_lib_dir() else { return };
@@ -505,50 +508,85 @@ fn an_npu_fault_finishes_the_request_on_the_cpu() {
         let model = load(name);
         let r = reference(name);
         let prompt = ids(&r.json["prompts"][1]["ids"]); // 19 tokens: chunks 8 + 8 + 3
-        let faulty = Engine::new(
-            model.clone(),
-            EngineOptions {
-                prefill: PrefillPolicy::Npu,
-                ctx: CTX,
-                npu: npu_options(&lib),
-                calibrate: false,
-                fail_npu_chunk: Some(1),
-                ..EngineOptions::default()
-            },
-        )
-        .unwrap();
-        let out = faulty
-            .new_session()
-            .generate(greedy(&prompt, 16), |_| {})
-            .unwrap();
-        let s = &out.stats;
-        assert_eq!(s.prefill_device, "npu+cpu", "{name}: {s:?}");
-        let why = s.fallback.as_deref().unwrap_or_default();
-        assert!(
-            why.contains("NPU chunk 1") && why.contains("injected"),
-            "{why}"
-        );
-        assert_eq!(s.chunks[0].device, tandem::scheduler::Device::Npu);
-        assert_eq!(s.chunks[0].tokens, CHUNK);
-        assert!(s.chunks[1..]
-            .iter()
-            .all(|c| c.device == tandem::scheduler::Device::Cpu));
-        assert_eq!(
-            s.chunks[1].start, CHUNK,
-            "the CPU resumes after the last good chunk"
-        );
-        assert_eq!(
-            s.chunks.iter().map(|c| c.tokens).sum::<usize>(),
-            prompt.len()
-        );
-
         let cpu = engine(&model, PrefillPolicy::Cpu, None);
-        let want = cpu
-            .new_session()
-            .generate(greedy(&prompt, 16), |_| {})
+        let cpu_session = cpu.new_session();
+        let want = cpu_session.generate(greedy(&prompt, 16), |_| {}).unwrap();
+        let want2 = cpu_session.generate(greedy(&[7, 8, 9], 8), |_| {}).unwrap();
+        assert_eq!(want.generated.len(), 16);
+        for k in 0..3 {
+            let faulty = Engine::new(
+                model.clone(),
+                EngineOptions {
+                    prefill: PrefillPolicy::Npu,
+                    ctx: CTX,
+                    npu: npu_options(&lib),
+                    calibrate: false,
+                    fail_npu_chunk: Some(k),
+                    ..EngineOptions::default()
+                },
+            )
             .unwrap();
-        let margins = cpu_margins(&model, &prompt, &want.generated);
-        assert_same_until_tie(name, &out.generated, &want.generated, &margins, NPU_TIE);
+            let session = faulty.new_session();
+            let out = session.generate(greedy(&prompt, 16), |_| {}).unwrap();
+            let s = &out.stats;
+            let what = format!("{name}, fault at NPU chunk {k}");
+            assert_eq!(
+                s.prefill_device,
+                if k == 0 { "cpu" } else { "npu+cpu" },
+                "{what}: {s:?}"
+            );
+            let why = s.fallback.as_deref().unwrap_or_default();
+            assert!(
+                why.contains(&format!("NPU chunk {k}")) && why.contains("injected"),
+                "{what}: {why}"
+            );
+            assert!(
+                why.contains("recomputed on the CPU from position 0"),
+                "{why}"
+            );
+            let npu_chunks = s
+                .chunks
+                .iter()
+                .take_while(|c| c.device == tandem::scheduler::Device::Npu)
+                .count();
+            assert_eq!(
+                npu_chunks, k,
+                "{what}: chunks before the fault ran on the NPU"
+            );
+            let cpu_chunks = &s.chunks[npu_chunks..];
+            assert!(cpu_chunks
+                .iter()
+                .all(|c| c.device == tandem::scheduler::Device::Cpu));
+            assert_eq!(
+                cpu_chunks[0].start, 0,
+                "{what}: the CPU recomputes the prompt"
+            );
+            assert_eq!(
+                cpu_chunks.iter().map(|c| c.tokens).sum::<usize>(),
+                prompt.len()
+            );
+            assert_eq!(
+                out.generated, want.generated,
+                "{what}: tokens differ from the CPU"
+            );
+            // The session is intact: its next turn equals the CPU session's next turn up to a
+            // near-tie (that turn may prefill on the NPU again).
+            let next = session.generate(greedy(&[7, 8, 9], 8), |_| {}).unwrap();
+            assert_eq!(next.generated.len(), 8, "{what}: next turn");
+            assert_eq!(
+                next.stats.cached_tokens,
+                prompt.len() + 16 - 1,
+                "{what}: next turn reuses the cache"
+            );
+            let conversation: Vec<u32> = prompt
+                .iter()
+                .chain(&out.generated)
+                .chain(&[7, 8, 9])
+                .copied()
+                .collect();
+            let margins = cpu_margins(&model, &conversation, &want2.generated);
+            assert_same_until_tie(&what, &next.generated, &want2.generated, &margins, NPU_TIE);
+        }
     }
 }
 

@@ -30,7 +30,8 @@ pub enum Step {
     /// `cargo test --workspace` on the host, with TANDEM_QNN_LIB_DIR set to the QNN libraries
     /// (fetched if missing; a failure to fetch fails the step).
     Test,
-    /// tandem-cpu and tandem-hal tests for aarch64-unknown-linux-gnu, run under qemu.
+    /// tandem-cpu and tandem-hal tests, and sys-qnn's ABI layout unit tests, for
+    /// aarch64-unknown-linux-gnu, run under qemu.
     TestAarch64,
     /// `cargo check --workspace --target aarch64-linux-android`
     CheckAndroid,
@@ -75,17 +76,22 @@ impl Step {
             ])),
             Step::Test => {
                 let qnn_dir = qnn::ensure()?;
-                cmd::run(
+                let skip_log = skip_log_path();
+                let _ = std::fs::remove_file(&skip_log);
+                let result = cmd::run(
                     cmd::cargo()
                         .args(["test", "--workspace"])
-                        .env(qnn::LIB_DIR_ENV, qnn_dir),
-                )
+                        .env(qnn::LIB_DIR_ENV, qnn_dir)
+                        .env(SKIP_LOG_ENV, &skip_log),
+                );
+                report_skips(&skip_log);
+                result
             }
             Step::TestAarch64 => {
                 let sysroot = ensure::aarch64_sysroot()?;
-                cmd::run(
-                    cmd::cargo()
-                        .args(["test", "-p", "tandem-cpu", "-p", "tandem-hal"])
+                let aarch64 = |args: &[&str]| {
+                    let mut c = cmd::cargo();
+                    c.args(args)
                         .args(["--target", "aarch64-unknown-linux-gnu"])
                         .env(
                             "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
@@ -94,12 +100,40 @@ impl Step {
                         .env(
                             "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER",
                             format!("qemu-aarch64 -L {}", sysroot.display()),
-                        ),
-                )
+                        );
+                    c
+                };
+                cmd::run(&mut aarch64(&[
+                    "test",
+                    "-p",
+                    "tandem-cpu",
+                    "-p",
+                    "tandem-hal",
+                ]))?;
+                // The FFI struct sizes and offsets on the ABI phones use (the real-library tests
+                // need the x86_64 HTP library and stay on the host).
+                cmd::run(&mut aarch64(&["test", "-p", "sys-qnn", "--lib"]))
             }
             Step::CheckAndroid => check_target("aarch64-linux-android"),
             Step::CheckIos => check_target("aarch64-apple-ios"),
         }
+    }
+}
+
+/// Tests that need the QNN libraries append a line here when they skip (`sys_qnn::ENV_SKIP_LOG`).
+const SKIP_LOG_ENV: &str = "TANDEM_SKIP_LOG";
+
+fn skip_log_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/xtask-skipped-tests.log")
+}
+
+/// Prints every skipped test, so a skip is never mistaken for a pass.
+fn report_skips(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    println!("xtask: {} tests skipped", lines.len());
+    for l in lines {
+        println!("  {l}");
     }
 }
 

@@ -251,6 +251,7 @@ impl QnnPrefillBuilder {
                             weight_sharing: sharing,
                             perf_mode: perf.perf_mode,
                             perf_mode_error: perf.perf_mode_error.clone(),
+                            cost_estimates: Vec::new(),
                         };
                         tracing::info!(?report, "QNN context restored from cache");
                         return Ok(QnnPrefill::new(
@@ -271,6 +272,7 @@ impl QnnPrefillBuilder {
             }
         }
 
+        let mut cost_estimates = Vec::new();
         let (context, graphs) = finalize(
             &device,
             spec,
@@ -278,6 +280,7 @@ impl QnnPrefillBuilder {
             &shapes,
             &self.graph_options,
             sharing,
+            &mut cost_estimates,
         )?;
         let mut binary_bytes = 0;
         if let Some((path, key)) = &cache_file {
@@ -296,6 +299,7 @@ impl QnnPrefillBuilder {
             weight_sharing: sharing,
             perf_mode: perf.perf_mode,
             perf_mode_error: perf.perf_mode_error,
+            cost_estimates,
         };
         tracing::info!(?report, "QNN context finalized");
         Ok(QnnPrefill::new(
@@ -337,6 +341,9 @@ pub struct PrepareReport {
     /// voted or nothing was requested ([`PerfMode::Default`]). Voted does not mean effective:
     /// the on-device effect is not verified.
     pub perf_mode_error: Option<String>,
+    /// Qualcomm's cost-model estimate per chunk graph, when the library offers one for the
+    /// target and the graphs were finalized in this process (empty when restored).
+    pub cost_estimates: Vec<CostEstimate>,
 }
 
 impl PrepareReport {
@@ -369,6 +376,7 @@ fn finalize(
     shapes: &[ChunkShape],
     opts: &GraphOptions,
     weight_sharing: bool,
+    estimates: &mut Vec<CostEstimate>,
 ) -> Result<(Context, Vec<ChunkGraph>)> {
     let lowered = LoweredWeights::new(spec, weights)?;
     let context = Context::new(
@@ -385,7 +393,12 @@ fn finalize(
         let (inputs, outputs) = (lw.inputs.clone(), lw.outputs.clone());
         drop(lw);
         let lowered_at = t.elapsed();
-        graph.finalize(None)?;
+        let profile = Profile::new(&device.backend, QNN_PROFILE_LEVEL_DETAILED)?;
+        graph.finalize(Some(&profile))?;
+        if let Some(est) = CostEstimate::from_events(shape.chunk, &profile.events()?) {
+            tracing::debug!(?est, "QNN cost-model estimate");
+            estimates.push(est);
+        }
         tracing::debug!(
             graph = graph.name(),
             lower_ms = lowered_at.as_millis() as u64,
@@ -441,52 +454,99 @@ fn restore(device: &QnnDevice, shapes: &[ChunkShape], binary: &[u8]) -> Result<V
         .collect()
 }
 
-/// Simulator (or device) cycle estimates of one execution, from a DETAILED profile.
+/// What a DETAILED QNN profile of one execution reports.
+///
+/// On a device these are the HTP's own counters. On an x86_64 host the library emulates the HTP
+/// and these figures measure that emulation: cycles ÷ the accelerator time is a constant
+/// ~150–160 in every run, the same graph varies ±30% between runs and the count grows with host
+/// load. They are never device time; [`Self::device_exec_us`] is `None` there.
 #[derive(Clone, Debug, Default)]
 pub struct ChunkProfile {
-    /// "Accelerator (execute) time (cycles)": HTP cycles for the whole graph. On the x86_64
-    /// simulator these are Qualcomm's estimates of on-device work, not measurements.
+    /// "Accelerator (execute) time (cycles)" for the whole graph.
     pub htp_cycles: u64,
+    /// "Accelerator (execute) time" in µs, as the library reports it.
+    pub accel_exec_us: Option<u64>,
     /// Per-op cycles (`node:OpId_k`, as the library names them), in the library's order.
     pub op_cycles: Vec<(String, u64)>,
     /// Every event, for anything not summarized above.
     pub events: Vec<ProfileEvent>,
 }
 
+fn find_event<'a>(evs: &'a [ProfileEvent], key: &str) -> Option<&'a ProfileEvent> {
+    evs.iter().find_map(|e| {
+        if e.identifier == key {
+            Some(e)
+        } else {
+            find_event(&e.sub_events, key)
+        }
+    })
+}
+
 impl ChunkProfile {
     fn from_events(events: Vec<ProfileEvent>) -> ChunkProfile {
-        fn find<'a>(evs: &'a [ProfileEvent], key: &str) -> Option<&'a ProfileEvent> {
-            evs.iter().find_map(|e| {
-                if e.identifier.contains(key) {
-                    Some(e)
-                } else {
-                    find(&e.sub_events, key)
-                }
-            })
-        }
-        let (htp_cycles, op_cycles) = match find(&events, "Accelerator (execute) time (cycles)") {
-            Some(e) => (
-                e.value,
-                e.sub_events
-                    .iter()
-                    .map(|s| {
-                        let name = s.identifier.trim_end_matches(" (cycles)").to_string();
-                        (name, s.value)
-                    })
-                    .collect(),
-            ),
-            None => (0, Vec::new()),
-        };
+        let (htp_cycles, op_cycles) =
+            match find_event(&events, "Accelerator (execute) time (cycles)") {
+                Some(e) => (
+                    e.value,
+                    e.sub_events
+                        .iter()
+                        .map(|s| {
+                            let name = s.identifier.trim_end_matches(" (cycles)").to_string();
+                            (name, s.value)
+                        })
+                        .collect(),
+                ),
+                None => (0, Vec::new()),
+            };
         ChunkProfile {
             htp_cycles,
+            accel_exec_us: find_event(&events, "Accelerator (execute) time").map(|e| e.value),
             op_cycles,
             events,
         }
     }
 
-    /// What the cycle count implies at an HTP clock of `hz` (a stated assumption, e.g. 1 GHz).
-    pub fn time_at(&self, hz: f64) -> Duration {
-        Duration::from_secs_f64(self.htp_cycles as f64 / hz)
+    /// The HTP's execute time when it was measured on a device; `None` on an x86_64 host, whose
+    /// figures are host emulation time.
+    pub fn device_exec_us(&self) -> Option<u64> {
+        if crate::target::is_simulator() {
+            None
+        } else {
+            self.accel_exec_us
+        }
+    }
+}
+
+/// Qualcomm's cost-model estimate of one graph's execution on the target, read from the
+/// finalize profile ("Performance Estimates": "Simulated (Accelerator exec cycles)" with lower
+/// and upper estimates). The library computes it only for some SoCs
+/// ([`crate::SocInfo::cost_model`]); for SM8550/SM8650/SM8750 it logs "Performance Estimates
+/// unsupported on soc …". It is the vendor's model of the device, not a measurement.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CostEstimate {
+    /// The chunk size N of the graph.
+    pub chunk: usize,
+    pub cycles: u64,
+    pub cycles_lower: u64,
+    pub cycles_upper: u64,
+    /// The library's own conversion of the cycles to time at the target's clock.
+    pub exec_us: u64,
+    pub exec_us_lower: u64,
+    pub exec_us_upper: u64,
+}
+
+impl CostEstimate {
+    fn from_events(chunk: usize, events: &[ProfileEvent]) -> Option<CostEstimate> {
+        let v = |k: &str| find_event(events, k).map(|e| e.value);
+        Some(CostEstimate {
+            chunk,
+            cycles: v("Simulated (Accelerator exec cycles)")?,
+            cycles_lower: v("Simulated (Accelerator exec cycles (lower estimate))")?,
+            cycles_upper: v("Simulated (Accelerator exec cycles (upper estimate))")?,
+            exec_us: v("Simulated (Accelerator exec time us)")?,
+            exec_us_lower: v("Simulated (Accelerator exec time us (lower estimate))")?,
+            exec_us_upper: v("Simulated (Accelerator exec time us (upper estimate))")?,
+        })
     }
 }
 

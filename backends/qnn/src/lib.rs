@@ -56,8 +56,8 @@ pub mod target;
 pub use conv::KvLayout;
 pub use error::{Error, LowerError, Result};
 pub use execute::{
-    ChunkOutput, ChunkProfile, ChunkTimings, ContextSource, PrepareReport, QnnPrefill,
-    QnnPrefillBuilder,
+    ChunkOutput, ChunkProfile, ChunkTimings, ContextSource, CostEstimate, PrepareReport,
+    QnnPrefill, QnnPrefillBuilder,
 };
 pub use library::{probe, Availability, DeviceInfo, QnnDevice};
 pub use perf::{ParsePerfModeError, PerfMode, PerfVote};

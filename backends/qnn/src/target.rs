@@ -166,6 +166,12 @@ pub fn resolve(requested: &DeviceOptions) -> Result<ResolvedTarget> {
     Ok(ResolvedTarget { options, source })
 }
 
+/// Whether the HTP library here is Qualcomm's x86_64 simulator (results are real, its timings
+/// and cycle counts measure host emulation).
+pub fn is_simulator() -> bool {
+    cfg!(target_arch = "x86_64")
+}
+
 /// Whether this process can restore a context binary prepared with HTP weight sharing. On
 /// x86_64 hosts it cannot: the simulator refuses one prepared natively ("Shared weights buffer
 /// isn't supported on this platform", error 1000) and crashes (SIGSEGV inside

@@ -194,10 +194,16 @@ fn two_chunk_sizes_unaligned_starts_and_profile() {
     let mut top = prof.op_cycles.clone();
     top.sort_by_key(|(_, c)| std::cmp::Reverse(*c));
     eprintln!(
-        "AR-8 chunk: {} HTP cycles (simulator estimate; {:.1} µs at an assumed 1 GHz); top ops: {:?}",
+        "AR-8 chunk: {} HTP cycles, accelerator {:?} µs (on x86_64: host emulation); top ops: {:?}",
         prof.htp_cycles,
-        prof.time_at(1e9).as_secs_f64() * 1e6,
+        prof.accel_exec_us,
         &top[..top.len().min(5)]
+    );
+    assert!(prof.accel_exec_us.is_some(), "{:?}", prof.events);
+    assert_eq!(
+        prof.device_exec_us().is_none(),
+        cfg!(target_arch = "x86_64"),
+        "simulator time must never pass for device time"
     );
 }
 

@@ -25,7 +25,9 @@ pub fn lib_dir() -> Option<PathBuf> {
                      (run `cargo xtask qnn-libs`, or `cargo xtask test` which sets it)"
                 );
             }
-            eprintln!("SKIPPED: {ENV_LIB_DIR} is not set; the QNN delegate tests need libQnnHtp");
+            sys_qnn::report_skipped_test(&format!(
+                "{ENV_LIB_DIR} is not set; the QNN delegate tests need libQnnHtp"
+            ));
             None
         }
     }
