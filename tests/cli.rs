@@ -238,6 +238,10 @@ fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
         "64",
         "--qnn-lib",
         &lib,
+        // Shared-weight binaries are for the device; this host's simulator cannot restore them
+        // (compile_for_a_soc_then_restore_never_crashes covers that case).
+        "--weight-sharing",
+        "off",
         "-o",
         out_dir.to_str().unwrap(),
     ];
@@ -261,6 +265,141 @@ fn npu_logits_agree_with_cpu_and_compile_caches_the_context() {
     );
     let _ = std::fs::remove_dir_all(&out_dir);
     let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// The two wrong results of the NPU-correctness issue, as a user saw them: Qwen3's per-head q/k
+/// norms over chunks longer than 8 (every position from 8 on was wrong), on the default target
+/// and on three named SoCs.
+#[test]
+fn qwen3_npu_logits_agree_with_cpu_on_chunks_past_eight_and_every_target() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let cache = temp_dir("qwen3");
+    let model = fixtures().join("qwen3-qknorm").join("hf-f32");
+    let m = model.to_str().unwrap();
+    let tokens = "5,6,7,8,9,10,11,12,13,14,15,16";
+    let cpu = json_of(&tandem(&["logits", "-m", m, "--tokens", tokens, "--json"]));
+    for chunks in ["16", "32"] {
+        for soc in [None, Some("43"), Some("57"), Some("69")] {
+            let mut args = vec![
+                "logits",
+                "-m",
+                m,
+                "--tokens",
+                tokens,
+                "--json",
+                "--device",
+                "npu",
+                "--chunks",
+                chunks,
+                "--qnn-lib",
+                &lib,
+                "--qnn-cache",
+                cache.to_str().unwrap(),
+            ];
+            if let Some(s) = soc {
+                args.extend(["--soc", s]);
+            }
+            let npu = json_of(&tandem(&args));
+            assert_eq!(
+                npu["argmax"], cpu["argmax"],
+                "AR-{chunks}, soc {soc:?}: top-1 per position"
+            );
+        }
+    }
+    // A target that cannot run fp16 graphs is refused by name, not run into wrong numbers.
+    let out = tandem(&[
+        "logits",
+        "-m",
+        m,
+        "--tokens",
+        tokens,
+        "--json",
+        "--device",
+        "npu",
+        "--soc",
+        "30",
+        "--qnn-lib",
+        &lib,
+        "--qnn-cache",
+        cache.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("SM8350") && err.contains("fp16"), "{err}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// `tandem compile --soc N` then runs that restore from its output, twice each, in child
+/// processes: a weight-shared binary (the phone default) is reported as not restorable on this
+/// host and the graphs are finalized instead; an unshared one is restored. Never a crash.
+#[test]
+fn compile_for_a_soc_then_restore_never_crashes() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let model = fixtures().join("llama-gqa").join("hf-f32");
+    let m = model.to_str().unwrap();
+    let cpu = json_of(&tandem(&["logits", "-m", m, "--tokens", "5,6,7", "--json"]));
+    for sharing in ["on", "off"] {
+        let out_dir = temp_dir(&format!("aot-{sharing}"));
+        let o = out_dir.to_str().unwrap();
+        let compile = tandem(&[
+            "compile",
+            "-m",
+            m,
+            "--soc",
+            "57",
+            "--chunks",
+            "8,32",
+            "--ctx",
+            "64",
+            "--weight-sharing",
+            sharing,
+            "--qnn-lib",
+            &lib,
+            "-o",
+            o,
+        ]);
+        let text = String::from_utf8_lossy(&compile.stdout);
+        assert!(
+            compile.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compile.stderr)
+        );
+        assert!(text.contains("SM8650 (SoC 57, HTP v75)"), "{text}");
+        for _ in 0..2 {
+            let out = tandem(&[
+                "logits",
+                "-m",
+                m,
+                "--tokens",
+                "5,6,7",
+                "--json",
+                "--device",
+                "npu",
+                "--soc",
+                "57",
+                "--chunks",
+                "8,32",
+                "--ctx",
+                "64",
+                "--weight-sharing",
+                sharing,
+                "--qnn-lib",
+                &lib,
+                "--qnn-cache",
+                o,
+            ]);
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            let npu = json_of(&out);
+            assert_eq!(npu["argmax"], cpu["argmax"], "sharing {sharing}");
+            if sharing == "on" && cfg!(target_arch = "x86_64") {
+                assert!(err.contains("not restorable on this host"), "{err}");
+                assert!(err.contains("Finalized context"), "{err}");
+            } else {
+                assert!(err.contains("Restored context"), "{err}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
 }
 
 #[test]
