@@ -941,6 +941,13 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         r.binary_bytes,
         r.weight_sharing
     );
+    for e in &r.cost_estimates {
+        println!(
+            "AR-{}: Qualcomm cost-model estimate {} µs ({}–{} µs; {} cycles) per chunk on the target \
+             (the library's model of the SoC, not a measurement)",
+            e.chunk, e.exec_us, e.exec_us_lower, e.exec_us_upper, e.cycles
+        );
+    }
     if r.weight_sharing && cfg!(target_arch = "x86_64") {
         println!(
             "note: weight-shared context binaries run on the device only; the x86_64 HTP \
