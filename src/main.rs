@@ -146,7 +146,7 @@ struct PromptArgs {
     #[arg(long, value_delimiter = ',')]
     tokens: Option<Vec<u32>>,
     /// Wrap the prompt as one user message in the model's chat template.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tokens")]
     chat: bool,
 }
 
@@ -348,13 +348,31 @@ fn init_tracing(trace: Option<&PathBuf>) -> Option<TraceGuard> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors are bad input like any other: exit code 1 (help and --version: 0).
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let trace = match &cli.command {
         Command::Run(a) => a.engine.trace.as_ref(),
         Command::Chat(a) => a.engine.trace.as_ref(),
         Command::Bench(a) => a.trace.as_ref(),
         _ => None,
     };
+    // A trace file that cannot be written is bad input: say so before any work starts.
+    if let Some(path) = trace {
+        if let Err(e) = check_writable_file(path) {
+            eprintln!("error: --trace {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let guard = init_tracing(trace);
     let mut result = match cli.command {
         Command::Run(a) => run(a),
@@ -381,6 +399,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `path` can be created (or overwritten) as a file: not a folder, parent exists.
+fn check_writable_file(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a folder; give a file name".into());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(format!("folder {} does not exist", parent.display()));
+    }
+    Ok(())
 }
 
 fn load(args: &ModelArgs) -> anyhow::Result<Model> {
@@ -545,13 +578,21 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
     if interactive {
         eprintln!("tandem chat: one message per line; /reset starts over, /quit ends");
     }
-    let mut lines = stdin.lock().lines();
+    let mut input = stdin.lock();
+    let mut raw = Vec::new();
     loop {
         if interactive {
             eprint!("> ");
         }
-        let Some(line) = lines.next() else { break };
-        let line = line?;
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        // A line that is not UTF-8 is refused on its own; the conversation goes on.
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            eprintln!("error: that line is not valid UTF-8; it was ignored");
+            continue;
+        };
         let text = line.trim();
         match text {
             "" => continue,
@@ -564,43 +605,68 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
             }
             _ => {}
         }
-        // The new tokens: the rendered conversation minus what the session already holds (the
-        // template may re-render earlier turns differently, so compare instead of appending).
-        let prompt = if has_template {
-            messages.push(ChatMessage {
-                role: "user".into(),
-                content: text.into(),
-            });
-            let full = model.encode_chat(&messages)?;
-            let have = session.tokens()?;
-            let common = have.iter().zip(&full).take_while(|(x, y)| x == y).count();
-            session.rewind(common)?;
-            full[common..].to_vec()
-        } else {
-            let first = session.tokens()?.is_empty();
-            let piece = if first {
-                text.to_string()
-            } else {
-                format!("\n{text}")
-            };
-            model.tokenizer.encode(&piece, first)?
-        };
-        let out = session.generate(a.sampling.request(prompt), |t| {
-            let _ = stdout.write_all(t.text.as_bytes());
-            let _ = stdout.flush();
-        })?;
-        writeln!(stdout)?;
-        if has_template {
-            messages.push(ChatMessage {
-                role: "assistant".into(),
-                content: out.text.clone(),
-            });
-        }
-        if a.stats {
-            eprintln!("{}", stats_line(&engine, &out));
+        // A failed turn (context overflow, a model error, …) is reported and undone: the
+        // conversation stays as it was before it.
+        let kept = messages.len();
+        match chat_turn(&session, &model, &a, &mut messages, has_template, text) {
+            Ok(out) => {
+                writeln!(stdout)?;
+                if a.stats {
+                    eprintln!("{}", stats_line(&engine, &out));
+                }
+            }
+            Err(e) => {
+                messages.truncate(kept);
+                writeln!(stdout)?;
+                eprintln!("error: {e:#} (this turn was dropped; the conversation goes on)");
+            }
         }
     }
     Ok(())
+}
+
+/// One user turn of `chat`: the new tokens (the rendered conversation minus what the session
+/// already holds), generated and streamed; the assistant's reply is appended to `messages`.
+fn chat_turn(
+    session: &tandem::Session,
+    model: &Model,
+    a: &ChatArgs,
+    messages: &mut Vec<ChatMessage>,
+    has_template: bool,
+    text: &str,
+) -> anyhow::Result<RequestOutput> {
+    // The template may re-render earlier turns differently, so compare instead of appending.
+    let prompt = if has_template {
+        messages.push(ChatMessage {
+            role: "user".into(),
+            content: text.into(),
+        });
+        let full = model.encode_chat(messages)?;
+        let have = session.tokens()?;
+        let common = have.iter().zip(&full).take_while(|(x, y)| x == y).count();
+        session.rewind(common)?;
+        full[common..].to_vec()
+    } else {
+        let first = session.tokens()?.is_empty();
+        let piece = if first {
+            text.to_string()
+        } else {
+            format!("\n{text}")
+        };
+        model.tokenizer.encode(&piece, first)?
+    };
+    let mut stdout = std::io::stdout();
+    let out = session.generate(a.sampling.request(prompt), |t| {
+        let _ = stdout.write_all(t.text.as_bytes());
+        let _ = stdout.flush();
+    })?;
+    if has_template {
+        messages.push(ChatMessage {
+            role: "assistant".into(),
+            content: out.text.clone(),
+        });
+    }
+    Ok(out)
 }
 
 fn npu_state_json(state: &tandem::NpuState) -> serde_json::Value {
@@ -626,14 +692,18 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let model = Arc::new(load(&a.model)?);
     let spec = &model.loaded.spec;
     let max_len = *a.prompt_lens.iter().max().unwrap_or(&1);
-    let ctx = (max_len + a.gen).next_multiple_of(64);
-    if ctx > spec.max_position_embeddings {
-        anyhow::bail!(
-            "longest prompt {max_len} + {} generated needs context {ctx}, the model has {}",
-            a.gen,
-            spec.max_position_embeddings
-        );
-    }
+    let ctx = max_len
+        .checked_add(a.gen)
+        .and_then(|n| n.checked_next_multiple_of(64))
+        .filter(|&c| c <= spec.max_position_embeddings)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "longest prompt {max_len} + {} generated tokens does not fit the model's {} \
+                 positions",
+                a.gen,
+                spec.max_position_embeddings
+            )
+        })?;
     // Random prompt tokens, reproducible from --seed, avoiding special ids at the low end.
     let mut rng = a.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let vocab = spec.vocab_size as u64;

@@ -55,6 +55,49 @@ use crate::model::{Model, NpuOptions};
 use crate::policy::{decide_auto, AutoInputs, CostModel, Device, Placement, PrefillPolicy};
 use crate::stats::{ChunkStats, RequestStats};
 
+/// Refuses a context the model was not trained for, or whose KV cache would not fit in this
+/// machine's memory, before anything is allocated (the error says how much it would take).
+fn check_context(model: &Model, ctx: usize) -> Result<()> {
+    let spec = &model.loaded.spec;
+    if ctx == 0 {
+        return Err(Error::InvalidInput(
+            "context length must be at least 1".into(),
+        ));
+    }
+    if ctx > spec.max_position_embeddings {
+        return Err(Error::InvalidInput(format!(
+            "context {ctx} exceeds the {} positions {} was trained for",
+            spec.max_position_embeddings,
+            model.loaded.path.display()
+        )));
+    }
+    // f32 K and V per layer, per KV head, per position (one session).
+    let bytes = [2, spec.n_layers, spec.n_kv_heads, spec.head_dim, ctx, 4]
+        .iter()
+        .try_fold(1usize, |acc, &x| acc.checked_mul(x));
+    let total = physical_memory_bytes();
+    match (bytes, total) {
+        (None, _) => Err(Error::InvalidInput(format!(
+            "context {ctx}: its KV cache size overflows"
+        ))),
+        (Some(b), Some(t)) if b > t => Err(Error::InvalidInput(format!(
+            "context {ctx} needs a {:.1} GiB KV cache per session, more than this machine's \
+             {:.1} GiB of memory",
+            b as f64 / (1u64 << 30) as f64,
+            t as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, where there is one.
+fn physical_memory_bytes() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Consecutive NPU failures after which the engine stops using the NPU.
 pub const NPU_FAILURE_LIMIT: u32 = 3;
 
@@ -82,8 +125,13 @@ pub struct EngineOptions {
     /// Time every NPU graph and the CPU at start so `auto` decides from measurements at once.
     pub calibrate: bool,
     /// Fault injection for tests: fail the NPU chunk with this index of every request
-    /// (also `TANDEM_FAULT_NPU_CHUNK`).
+    /// (also `TANDEM_FAULT_NPU_CHUNK`, documented in the README).
     pub fail_npu_chunk: Option<usize>,
+    /// Fault injection for tests: panic on the NPU worker at this chunk index (no variable).
+    pub panic_npu_chunk: Option<usize>,
+    /// Fault injection for tests: panic on the CPU worker when a request whose prompt starts
+    /// with this token id takes a step (no variable), so one request of several can be hit.
+    pub panic_cpu_on_token: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -101,6 +149,8 @@ impl Default for EngineOptions {
             fail_npu_chunk: std::env::var("TANDEM_FAULT_NPU_CHUNK")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            panic_npu_chunk: None,
+            panic_cpu_on_token: None,
         }
     }
 }
@@ -486,6 +536,12 @@ impl Engine {
         } else {
             opts.ctx
         };
+        check_context(&model, ctx)?;
+        if opts.npu.chunks.contains(&0) {
+            return Err(Error::InvalidInput(
+                "chunk size 0: chunks must be at least 1".into(),
+            ));
+        }
         let handoff_threads = opts.handoff_threads.max(1);
         let (cpu_tx, cpu_rx) = channel::unbounded();
         let (npu_tx, npu_rx) = if opts.prefill.wants_npu() {
@@ -656,9 +712,7 @@ impl Shared {
         let usable = match &lock(&self.npu).state {
             NpuState::Ready { chunks, .. } => Ok(chunks.clone()),
             NpuState::Unavailable(why) => Err(format!("npu unavailable: {why}")),
-            NpuState::Disabled(why) => Err(format!(
-                "npu disabled after {NPU_FAILURE_LIMIT} consecutive failures: {why}"
-            )),
+            NpuState::Disabled(why) => Err(format!("npu disabled: {why}")),
             NpuState::NotRequested => Err("npu not prepared".into()),
         };
         let chunks = match usable {
@@ -716,9 +770,13 @@ impl Shared {
                     "empty prompt: nothing to condition on".into(),
                 ));
             }
-            // The last generated token is never run through the model.
-            let needed =
-                state.tokens.len() + req.prompt.len() + req.max_new_tokens.saturating_sub(1);
+            // The last generated token is never run through the model. Saturating: a
+            // request for usize::MAX tokens must be refused, not wrap around.
+            let needed = state
+                .tokens
+                .len()
+                .saturating_add(req.prompt.len())
+                .saturating_add(req.max_new_tokens.saturating_sub(1));
             if needed > self.ctx {
                 return Err(Error::ContextOverflow {
                     needed,
@@ -732,7 +790,10 @@ impl Shared {
         state.tokens.extend_from_slice(&req.prompt);
         let decode = match DecodeState::new(spec, &self.model.tokenizer, &req, state.tokens.clone())
         {
-            Ok(d) => d,
+            Ok(mut d) => {
+                d.set_model_label(format!("model {}", self.model.loaded.path.display()));
+                d
+            }
             Err(e) => {
                 state.tokens.truncate(rollback_tokens);
                 *lock(&session.slot) = Some(state);
@@ -853,7 +914,9 @@ impl Shared {
                     tracing::warn!(
                         "NPU failed {NPU_FAILURE_LIMIT} times in a row; prefill stays on the CPU: {why}"
                     );
-                    npu.state = NpuState::Disabled(why.to_string());
+                    npu.state = NpuState::Disabled(format!(
+                        "{NPU_FAILURE_LIMIT} consecutive failures, the last: {why}"
+                    ));
                 }
             }
         }
@@ -935,9 +998,28 @@ fn calibrate_npu(shared: &Shared, prefill: &mut QnnPrefill) {
     prefill.set_profiling(profiling);
 }
 
+/// The text of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn npu_prefill(shared: &Shared, prefill: &mut QnnPrefill, mut job: Box<Job>) {
     let estimate = job.npu_estimate_ms;
-    let result = npu_chunks(shared, prefill, &mut job);
+    // A panic while driving QNN fails this request's NPU part only: the request is recomputed
+    // on the CPU like any NPU failure, and the NPU is disabled for the engine's lifetime (the
+    // delegate's state after a panic is unknown), so later requests prefill on the CPU.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        npu_chunks(shared, prefill, &mut job)
+    }))
+    .unwrap_or_else(|p| {
+        let why = format!("NPU worker panicked: {}", panic_message(p.as_ref()));
+        tracing::error!("{why}; the NPU is disabled, prefill moves to the CPU");
+        lock(&shared.npu).state = NpuState::Disabled(why.clone());
+        NpuOutcome::Failed(why)
+    });
     {
         let mut backlog = lock(&shared.npu_backlog_ms);
         *backlog = (*backlog - estimate).max(0.0);
@@ -1007,6 +1089,9 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
         let t0 = Instant::now();
         let out = {
             let _g = span.enter();
+            if shared.opts.panic_npu_chunk == Some(k) {
+                panic!("injected panic on NPU chunk {k} (panic_npu_chunk)");
+            }
             if shared.opts.fail_npu_chunk == Some(k) {
                 Err(tandem_qnn::Error::InvalidInput(format!(
                     "injected fault on NPU chunk {k} (fail_npu_chunk)"
@@ -1119,7 +1204,18 @@ fn cpu_worker(shared: &Arc<Shared>, rx: &Receiver<CpuMsg>, ready: &Sender<Startu
         // One step of every request, in turn.
         let mut i = 0;
         while i < active.len() {
-            match cpu_step(shared, &mut active[i]) {
+            // A panic in one request's step fails that request alone (its session is rolled
+            // back by `finish`); the worker goes on serving the others.
+            let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                cpu_step(shared, &mut active[i])
+            }))
+            .unwrap_or_else(|p| {
+                Err(Error::InvalidInput(format!(
+                    "internal error: the CPU worker panicked in this request: {}",
+                    panic_message(p.as_ref())
+                )))
+            });
+            match step {
                 Ok(true) => i += 1,
                 Ok(false) => {
                     let job = active.swap_remove(i);
@@ -1164,6 +1260,12 @@ fn calibrate_cpu(shared: &Shared) {
 fn cpu_step(shared: &Shared, job: &mut Job) -> Result<bool> {
     if job.cancel.is_cancelled() {
         return Err(Error::Cancelled);
+    }
+    if let Some(t) = shared.opts.panic_cpu_on_token {
+        let first = job.rollback_tokens;
+        if job.state().tokens.get(first) == Some(&t) {
+            panic!("injected panic on the CPU worker (panic_cpu_on_token {t})");
+        }
     }
     let model = &shared.model;
     // Prefill is done once the cache holds every token: then `logits` are the last position's

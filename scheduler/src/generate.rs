@@ -168,6 +168,8 @@ pub struct DecodeState {
     text: String,
     stop_reason: StopReason,
     finished: bool,
+    /// Names the model in errors ([`Self::set_model_label`]).
+    model_label: String,
 }
 
 impl DecodeState {
@@ -194,7 +196,13 @@ impl DecodeState {
             text: String::new(),
             stop_reason: StopReason::MaxTokens,
             finished: req.max_new_tokens == 0,
+            model_label: format!("the {} model", spec.arch.name()),
         })
+    }
+
+    /// How errors name the model (e.g. its path).
+    pub fn set_model_label(&mut self, label: impl Into<String>) {
+        self.model_label = label.into();
     }
 
     /// Whether no further [`Self::step`] is needed.
@@ -210,6 +218,16 @@ impl DecodeState {
                 text: String::new(),
                 done: true,
             });
+        }
+        // A NaN or infinity means the weights or the arithmetic broke; sampling from it would
+        // make a token up (or, for some filters, index an empty candidate list).
+        if let Some(bad) = logits.iter().find(|v| !v.is_finite()) {
+            return Err(Error::InvalidInput(format!(
+                "{} produced a non-finite logit ({bad}) at position {}: its weights or \
+                 activations are not finite numbers",
+                self.model_label,
+                self.history.len().saturating_sub(1)
+            )));
         }
         let token = self.sampler.sample(logits, &self.history);
         if self.eos.contains(&token) {

@@ -70,6 +70,10 @@ pub struct NpuOptions {
     pub weight_sharing: Option<bool>,
 }
 
+/// Most CPU threads a model's pool may have (far above any phone or workstation this targets;
+/// a bound so an absurd `--threads` is an error, not thousands of spawned threads).
+pub const MAX_THREADS: usize = 256;
+
 /// A loaded model with its tokenizer, ready to run on the CPU.
 pub struct Model {
     pub loaded: LoadedModel,
@@ -120,6 +124,13 @@ impl Model {
         } else {
             opts.threads
         };
+        if threads > MAX_THREADS {
+            return Err(Error::InvalidInput(format!(
+                "{threads} CPU threads requested; at most {MAX_THREADS} are supported (this \
+                 machine has {} physical cores)",
+                tandem_cpu::pool::physical_cores()
+            )));
+        }
         let pool = Arc::new(ThreadPool::new(threads));
         let cpu = CpuModel::new(loaded.spec.clone(), &loaded.weights, opts.cpu_weights, pool)?;
         Ok(Model {

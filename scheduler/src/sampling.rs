@@ -48,8 +48,11 @@ impl SamplingParams {
     /// Rejects settings that cannot mean anything.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(m));
-        if !self.temperature.is_finite() {
-            return bad(format!("temperature {} is not finite", self.temperature));
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return bad(format!(
+                "temperature {} must be finite and >= 0 (0 = greedy)",
+                self.temperature
+            ));
         }
         if !(0.0..=1.0).contains(&self.top_p) || self.top_p == 0.0 {
             return bad(format!("top-p {} must be in (0, 1]", self.top_p));
@@ -126,6 +129,11 @@ impl Sampler {
             .filter(|(_, l)| !l.is_nan())
             .map(|(i, &l)| (i as u32, l))
             .collect();
+        if cand.is_empty() {
+            // Every logit is NaN: nothing to sample from (the engine refuses such logits
+            // before they get here).
+            return argmax(logits) as u32;
+        }
         cand.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if p.top_k > 0 && p.top_k < cand.len() {
             cand.truncate(p.top_k);

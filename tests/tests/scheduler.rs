@@ -697,3 +697,120 @@ fn auto_placement_explains_every_decision() {
         assert_eq!(out.stats.fallback, None, "auto never reports a fallback");
     }
 }
+
+/// A panic on the CPU worker fails the request it hit and nothing else: that session is
+/// returned unchanged and its next request works, and another session is served throughout.
+#[test]
+fn a_cpu_worker_panic_fails_that_request_alone() {
+    let model = load("llama-gqa");
+    let e = Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: PrefillPolicy::Cpu,
+            ctx: CTX,
+            calibrate: false,
+            panic_cpu_on_token: Some(77),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let reference = engine(&model, PrefillPolicy::Cpu, None);
+    let a = e.new_session();
+    let b = e.new_session();
+    let first = a.generate(greedy(&[5, 6, 7], 4), |_| {}).unwrap();
+    let before = a.tokens().unwrap();
+    // B keeps decoding while A's bad request panics on the same worker.
+    let hb = b.submit(greedy(&[9, 10, 11], 40)).unwrap();
+    let err = a
+        .generate(greedy(&[77, 8, 9], 4), |_| {})
+        .expect_err("the injected panic fails the request");
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert_eq!(a.tokens().unwrap(), before, "session A is unchanged");
+    let outb = hb.wait().unwrap();
+    assert_eq!(outb.generated.len(), 40, "session B was served throughout");
+    let next = a.generate(greedy(&[8, 9], 4), |_| {}).unwrap();
+    let r = reference.new_session();
+    let want1 = r.generate(greedy(&[5, 6, 7], 4), |_| {}).unwrap();
+    let want2 = r.generate(greedy(&[8, 9], 4), |_| {}).unwrap();
+    assert_eq!(first.generated, want1.generated);
+    assert_eq!(
+        next.generated, want2.generated,
+        "the next turn equals an unhurt session's"
+    );
+}
+
+/// A panic on the NPU worker: the request finishes on the CPU with the CPU's tokens, the NPU is
+/// disabled with the reason, and later requests prefill on the CPU saying why.
+#[test]
+fn an_npu_worker_panic_moves_prefill_to_the_cpu() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let _npu = npu_lock();
+    let model = load("llama-gqa");
+    let prompt: Vec<u32> = (5..24).collect();
+    let e = Engine::new(
+        model.clone(),
+        EngineOptions {
+            prefill: PrefillPolicy::Npu,
+            ctx: CTX,
+            npu: npu_options(&lib),
+            calibrate: false,
+            panic_npu_chunk: Some(1),
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    let want = engine(&model, PrefillPolicy::Cpu, None)
+        .new_session()
+        .generate(greedy(&prompt, 8), |_| {})
+        .unwrap();
+    let s = e.new_session();
+    let out = s.generate(greedy(&prompt, 8), |_| {}).unwrap();
+    let why = out.stats.fallback.clone().unwrap_or_default();
+    assert!(why.contains("NPU worker panicked"), "{why}");
+    assert_eq!(out.generated, want.generated);
+    match e.npu_state() {
+        NpuState::Disabled(r) => assert!(r.contains("panicked"), "{r}"),
+        other => panic!("NPU should be disabled, is {other:?}"),
+    }
+    let later = e
+        .new_session()
+        .generate(greedy(&prompt, 8), |_| {})
+        .unwrap();
+    assert_eq!(later.stats.prefill_device, "cpu");
+    let why = later.stats.fallback.unwrap_or_default();
+    assert!(
+        why.contains("npu disabled") && why.contains("panicked"),
+        "{why}"
+    );
+    assert_eq!(later.generated, want.generated);
+}
+
+/// A context larger than the model's positions, or whose KV cache would not fit in memory, is
+/// refused before anything is allocated, and the error says how much it would take.
+#[test]
+fn absurd_contexts_are_refused_before_allocating() {
+    let model = load("llama-gqa");
+    let opts = |ctx| EngineOptions {
+        prefill: PrefillPolicy::Cpu,
+        ctx,
+        calibrate: false,
+        ..EngineOptions::default()
+    };
+    let e = Engine::new(model.clone(), opts(100_000))
+        .err()
+        .expect("ctx past the model");
+    assert!(e.to_string().contains("256 positions"), "{e}");
+    let mut big = load("llama-gqa");
+    Arc::get_mut(&mut big)
+        .expect("a fresh model")
+        .loaded
+        .spec
+        .max_position_embeddings = usize::MAX;
+    for ctx in [1_000_000_000_000usize, usize::MAX] {
+        let e = Engine::new(big.clone(), opts(ctx))
+            .err()
+            .expect("too large");
+        let msg = e.to_string();
+        assert!(msg.contains("GiB") || msg.contains("overflows"), "{msg}");
+    }
+}
