@@ -13,6 +13,15 @@ use tandem_hal::{Error, Result};
 
 const TEMPLATE_NAME: &str = "chat";
 
+/// Instructions one render may execute. A template comes with the model file, so it is outside
+/// data: without a budget, two nested `range(99999)` loops hang the caller. Real templates use
+/// a few dozen instructions per message, so this allows conversations of ~100 000 messages.
+const RENDER_FUEL: u64 = 5_000_000;
+
+/// Longest rendered prompt, in bytes: far more text than any context window holds, and a bound on
+/// what a template that prints `'x' * 99999999` in a loop can make the renderer allocate.
+const MAX_RENDERED_BYTES: usize = 64 << 20;
+
 /// One turn of a conversation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
@@ -66,6 +75,7 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(false);
+        env.set_fuel(Some(RENDER_FUEL));
         // Python methods templates call on strings, lists and dicts (.strip(), .startswith(), …).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
@@ -96,7 +106,48 @@ impl ChatTemplate {
             eos_token => self.eos.as_deref().unwrap_or(""),
             tools => Value::from(()),
         };
-        template.render(ctx).map_err(template_err)
+        let mut out = CappedOutput::default();
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => {}
+            Err(_) if out.full => {
+                return Err(Error::Tokenizer(format!(
+                    "chat template: the rendered prompt exceeds {} MiB",
+                    MAX_RENDERED_BYTES >> 20
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => {
+                return Err(Error::Tokenizer(format!(
+                    "chat template: rendering stopped after {RENDER_FUEL} instructions \
+                     (a loop that does not end?)"
+                )))
+            }
+            Err(e) => return Err(template_err(e)),
+        }
+        // minijinja writes whole `str`s, so the bytes are UTF-8.
+        String::from_utf8(out.bytes)
+            .map_err(|e| Error::Tokenizer(format!("chat template: output is not UTF-8: {e}")))
+    }
+}
+
+/// The render target: refuses to grow past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    full: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.full = true;
+            return Err(std::io::Error::other("rendered prompt too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -336,8 +336,13 @@ pub(crate) fn file_tensor(
 }
 
 /// Byte size of `shape` in `dtype` with every product checked (`None` on overflow or when the
-/// last dimension is not a whole number of blocks).
+/// last dimension is not a whole number of blocks). The element count must fit in `usize` too:
+/// a zero dimension makes the byte size 0 however large the others are, and code downstream
+/// multiplies all of them (`Tensor::numel`).
 pub(crate) fn checked_byte_len(dtype: tandem_hal::DType, shape: &[usize]) -> Option<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
     let row = shape.last().copied().unwrap_or(1);
     let rows = shape
         .iter()

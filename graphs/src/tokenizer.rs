@@ -85,6 +85,72 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
     }
 }
 
+/// `tokenizers::Tokenizer::from_bytes`, minus the inputs on which tokenizers 0.22 panics instead
+/// of returning an error (found by the `tokenizer_json` fuzz target, see docs/robustness.md):
+/// a JSON syntax error inside the `decoder` object (`expect("Helper")`), a `Precompiled`
+/// normalizer whose fields do not parse (`expect("Precompiled")`), and a `TemplateProcessing`
+/// post-processor whose template names a special token it does not define, or whose `single`
+/// template uses sequence B (indexing panics at the first `encode`). They are checked here first,
+/// at the cost of one more parse.
+fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+    let json: Json = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
+    check_known_panics(&json)?;
+    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// Walks the whole document: normalizers and post-processors can nest inside `Sequence`s.
+fn check_known_panics(v: &Json) -> std::result::Result<(), String> {
+    match v {
+        Json::Object(o) => {
+            match o.get("type").and_then(Json::as_str) {
+                Some("Precompiled") => {
+                    serde_json::from_value::<tokenizers::normalizers::Precompiled>(v.clone())
+                        .map_err(|e| format!("Precompiled normalizer: {e}"))?;
+                }
+                Some("TemplateProcessing") => check_template_processing(o)?,
+                _ => {}
+            }
+            o.values().try_for_each(check_known_panics)
+        }
+        Json::Array(a) => a.iter().try_for_each(check_known_panics),
+        _ => Ok(()),
+    }
+}
+
+fn check_template_processing(o: &serde_json::Map<String, Json>) -> std::result::Result<(), String> {
+    let specials = o.get("special_tokens").and_then(Json::as_object);
+    for which in ["single", "pair"] {
+        let Some(pieces) = o.get(which).and_then(Json::as_array) else {
+            continue;
+        };
+        for piece in pieces {
+            if which == "single"
+                && piece.pointer("/Sequence/id").and_then(Json::as_str) == Some("B")
+            {
+                return Err("TemplateProcessing: the `single` template uses sequence B".into());
+            }
+            let Some(id) = piece.pointer("/SpecialToken/id").and_then(Json::as_str) else {
+                continue;
+            };
+            let Some(token) = specials.and_then(|s| s.get(id)) else {
+                return Err(format!(
+                    "TemplateProcessing: `{which}` uses special token `{id}`, which \
+                     `special_tokens` does not define"
+                ));
+            };
+            let len = |key: &str| token.get(key).and_then(Json::as_array).map(Vec::len);
+            if len("ids") != len("tokens") {
+                return Err(format!(
+                    "TemplateProcessing: special token `{id}` has {:?} ids for {:?} tokens",
+                    len("ids"),
+                    len("tokens")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `bos_token` / `eos_token` in tokenizer_config.json: a string, `{"content": …}` or null.
 fn special_token_text(v: Option<&Json>) -> Option<String> {
     match v? {
@@ -100,7 +166,7 @@ impl Tokenizer {
     /// present.
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+        let inner = parse_tokenizer_json(&bytes)
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let config = read_json(&dir.join("tokenizer_config.json"))?;
@@ -110,8 +176,7 @@ impl Tokenizer {
 
     /// Parses `tokenizer.json` contents; BOS comes from the post-processor, no EOS is known.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Tokenizer> {
-        let inner =
-            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tok_err("tokenizer.json", e))?;
+        let inner = parse_tokenizer_json(bytes).map_err(|e| tok_err("tokenizer.json", e))?;
         Self::from_hf(inner, None, None)
     }
 
@@ -363,6 +428,31 @@ impl Tokenizer {
     }
 }
 
+/// Parses a prompt given as token ids, `"1,2,3"` (the CLI's `--tokens`): decimal ids (an optional
+/// `+` as clap allowed) separated by commas, spaces around an id allowed. An empty list, an empty
+/// item or an id that is not a `u32` is an error naming the item; whether the ids exist in a
+/// model's vocabulary is checked where the prompt is run.
+pub fn parse_token_ids(text: &str) -> Result<Vec<u32>> {
+    if text.trim().is_empty() {
+        return Err(Error::InvalidInput(
+            "token list is empty (expected ids like 1,2,3)".into(),
+        ));
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, item)| {
+            let item = item.trim();
+            item.parse::<u32>().map_err(|_| {
+                Error::InvalidInput(format!(
+                    "token list item {} `{item}` is not a token id (a decimal number up to {})",
+                    i + 1,
+                    u32::MAX
+                ))
+            })
+        })
+        .collect()
+}
+
 fn dedup_in_order(ids: &mut Vec<u32>) {
     let mut seen = std::collections::HashSet::new();
     ids.retain(|id| seen.insert(*id));
@@ -542,6 +632,11 @@ fn sentencepiece_from_gguf(
     Ok(t)
 }
 
+/// Pieces longer than this get no merges. Real SentencePiece pieces are a few dozen bytes at most
+/// (`max_sentencepiece_length` is 16 characters by default), and trying every split of a piece
+/// costs time quadratic in its length: one corrupt 1 MB piece would take minutes.
+const MAX_MERGED_PIECE_BYTES: usize = 1024;
+
 fn sentencepiece_merges(
     tokens: &[String],
     scores: &[f32],
@@ -551,7 +646,10 @@ fn sentencepiece_merges(
     // (score, merged id, left length in bytes, left, right)
     let mut ranked: Vec<(f32, u32, usize, &str, &str)> = Vec::new();
     for (id, piece) in tokens.iter().enumerate() {
-        if types[id] != TOKEN_NORMAL || vocab.get(piece) != Some(&(id as u32)) {
+        if types[id] != TOKEN_NORMAL
+            || piece.len() > MAX_MERGED_PIECE_BYTES
+            || vocab.get(piece) != Some(&(id as u32))
+        {
             continue;
         }
         for (split, _) in piece.char_indices().skip(1) {

@@ -501,6 +501,36 @@ fn bad_tensor_directory_entries() {
     assert_names(&open_err(w.to_bytes()), &["token_embd.weight", "twice"]);
 }
 
+/// Found by the `gguf` fuzz target (fuzz/regressions/gguf/): a row of 2^62 f32 values is 2^64
+/// bytes, which overflowed in `DType::row_bytes` (a panic with overflow checks, a wrapped size of
+/// 0 bytes without them); and a zero-sized tensor whose other dimensions multiply past `usize`
+/// was accepted, to overflow later in `Tensor::numel`.
+#[test]
+fn tensor_sizes_that_overflow_usize_are_errors() {
+    let model = logical_model(DIMS, Parts::default());
+    let base = gguf_model("llama", DIMS, &model, DType::F32);
+    for (name, shape, ty) in [
+        ("row_f32", vec![1usize << 62], GGML_F32),
+        ("row_f16", vec![3, 1 << 63], GGML_F16),
+        ("rows_of_zero", vec![1 << 40, 1 << 40, 0, 32], GGML_F32),
+        ("zero_then_huge", vec![0, 1 << 40, 1 << 40, 32], GGML_F32),
+    ] {
+        let mut w = base.clone();
+        w.tensor(name, &shape, ty, vec![]);
+        match GgufFile::from_bytes(HostBytes::from_vec(w.to_bytes()), "bad.gguf") {
+            Err(e) => {
+                assert!(matches!(e, Error::Corrupt { .. }), "{name}: {e}");
+                assert_names(&e, &["bad.gguf", name]);
+            }
+            // A zero in front keeps every partial product 0: the tensor is legal and empty.
+            Ok(f) => {
+                assert_eq!(name, "zero_then_huge");
+                assert_eq!(f.tensor(name).unwrap().numel(), 0);
+            }
+        }
+    }
+}
+
 #[test]
 fn unsupported_ggml_type_names_tensor_and_type() {
     let model = logical_model(DIMS, Parts::default());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 use tandem_graphs::chat::{chat_template_from_gguf, find_chat_template, ChatMessage, ChatTemplate};
-use tandem_graphs::tokenizer::Tokenizer;
+use tandem_graphs::tokenizer::{parse_token_ids, Tokenizer};
 use tandem_graphs::{GgufValue, Metadata};
 
 fn data_dir() -> PathBuf {
@@ -163,4 +163,63 @@ fn finds_templates() {
         chat_template_from_gguf(&meta).as_deref(),
         Some("{{ messages }}")
     );
+}
+
+#[test]
+fn token_id_lists_parse_like_the_cli() {
+    assert_eq!(parse_token_ids("1,2,3").unwrap(), [1, 2, 3]);
+    assert_eq!(parse_token_ids(" 7 , 8 ,9 ").unwrap(), [7, 8, 9]);
+    assert_eq!(parse_token_ids("+1,0004294967295").unwrap(), [1, u32::MAX]);
+    for bad in [
+        "",
+        " ",
+        "1,,2",
+        "1,",
+        ",",
+        "-1",
+        "1 2",
+        "4294967296",
+        "0x10",
+        "\u{661}",
+    ] {
+        let err = parse_token_ids(bad).unwrap_err().to_string();
+        assert!(err.contains("token"), "{bad:?}: {err}");
+    }
+    let err = parse_token_ids("5,x,6").unwrap_err().to_string();
+    assert!(err.contains("item 2 `x`"), "{err}");
+}
+
+/// Renders on a thread so that a template that never finishes fails the test instead of hanging
+/// it.
+fn render_within(source: &str, secs: u64) -> tandem_hal::Result<String> {
+    let source = source.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let t = ChatTemplate::new(&source, None, None).unwrap();
+        let _ = tx.send(t.render(&[ChatMessage::new("user", "Hi")], true));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("rendering did not finish within {secs} s"))
+}
+
+/// A chat template is outside data (it ships in the GGUF or tokenizer_config.json): one that
+/// loops for ever or prints gigabytes must fail with an error. Regression inputs in
+/// fuzz/regressions/chat_template/.
+#[test]
+fn runaway_templates_are_stopped() {
+    let nested = "{% for a in range(99999) %}{% for b in range(99999) %}{{ '' }}{% endfor %}\
+                  {% endfor %}";
+    let err = render_within(nested, 30).unwrap_err().to_string();
+    assert!(err.contains("instructions"), "{err}");
+
+    let huge = "{% for i in range(128) %}{{ 'x' * 1048576 }}{% endfor %}";
+    let err = render_within(huge, 30).unwrap_err().to_string();
+    assert!(err.contains("exceeds 64 MiB"), "{err}");
+
+    // A long but ordinary conversation is well within both limits.
+    let t = ChatTemplate::new(&template_source("llama3"), Some("<s>".into()), None).unwrap();
+    let messages: Vec<ChatMessage> = (0..5000)
+        .map(|i| ChatMessage::new(["user", "assistant"][i % 2], format!("message {i}")))
+        .collect();
+    assert!(t.render(&messages, true).unwrap().contains("message 4999"));
 }

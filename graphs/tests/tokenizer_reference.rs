@@ -412,6 +412,59 @@ fn errors_on_bad_input() {
     expect_err(&m, "tokenizer.ggml.scores");
 }
 
+/// tokenizers 0.22 panics, instead of returning an error, on a syntax error inside `decoder`, on a
+/// `Precompiled` normalizer with bad fields, and at the first `encode` after a `TemplateProcessing`
+/// that names an undefined special token or uses sequence B in `single` (found by the
+/// `tokenizer_json` fuzz target; fuzz/regressions/tokenizer_json/). All must be errors.
+#[test]
+fn malformed_tokenizer_json_is_an_error_not_a_panic() {
+    for (json, needle) in [
+        (&br#"{"decoder": {"type": "ByteLevel" "oops"}}"#[..], "JSON"),
+        (
+            br#"{"normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}}"#,
+            "Precompiled",
+        ),
+        (
+            br#"{"post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}], "pair": [], "special_tokens": {}}, "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}"#,
+            "<s>",
+        ),
+        (
+            br#"{"post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "B", "type_id": 0}}], "pair": [], "special_tokens": {}}, "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}"#,
+            "sequence B",
+        ),
+    ] {
+        let err = std::panic::catch_unwind(|| Tokenizer::from_json_bytes(json))
+            .unwrap_or_else(|_| panic!("panicked on {}", String::from_utf8_lossy(json)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+/// Building a SentencePiece tokenizer from GGUF tries every split of every piece; a corrupt file
+/// with one 1 MB piece made that take minutes (found while reviewing what the `gguf_tokenizer`
+/// fuzz target cannot reach: its inputs are at most 32 KiB). The piece must load at once and
+/// leave the rest of the vocabulary working.
+#[test]
+fn huge_sentencepiece_piece_loads_quickly() {
+    let mut m = gguf_metadata("spm");
+    let Some(GgufValue::Array(tokens)) = m.get_mut("tokenizer.ggml.tokens") else {
+        panic!("spm.gguf has no token list");
+    };
+    let last = tokens.len() - 1;
+    tokens[last] = GgufValue::String("a".repeat(1 << 20));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(Tokenizer::from_gguf_metadata(&m).map(|t| t.encode("Hello world", true)));
+    });
+    let ids = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("building the tokenizer took more than 20 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids, from_gguf("spm").encode("Hello world", true).unwrap());
+}
+
 /// llama.cpp ships vocabulary-only GGUF files of real models with Hugging Face reference ids
 /// (`models/ggml-vocab-<name>.gguf` + `.inp` / `.out`; the `llama-cpp-python` source package
 /// carries them). Run with `TANDEM_LLAMA_VOCAB_DIR=<llama.cpp>/models cargo test -- --ignored`.

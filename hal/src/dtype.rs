@@ -69,12 +69,13 @@ impl DType {
         matches!(self, DType::Q8_0 | DType::Q4_0)
     }
 
-    /// Bytes taken by a row of `n` values, or `None` if `n` is not a whole number of blocks.
+    /// Bytes taken by a row of `n` values, or `None` if `n` is not a whole number of blocks or
+    /// the byte count does not fit in `usize` (`n` may come from a corrupt file).
     pub const fn row_bytes(self, n: usize) -> Option<usize> {
         if !n.is_multiple_of(self.block_len()) {
             return None;
         }
-        Some(n / self.block_len() * self.block_bytes())
+        (n / self.block_len()).checked_mul(self.block_bytes())
     }
 
     /// Lower-case name as used on the command line and in GGUF tooling (`f32`, `q4_0`, …).
