@@ -94,6 +94,16 @@ impl NpuArgs {
     }
 }
 
+/// `--tokens 1,2,3`, parsed by the same function the fuzzer exercises.
+#[derive(Clone, Debug)]
+struct TokenList(Vec<u32>);
+
+fn parse_tokens_arg(s: &str) -> Result<TokenList, String> {
+    tandem::graphs::tokenizer::parse_token_ids(s)
+        .map(TokenList)
+        .map_err(|e| e.to_string())
+}
+
 fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "1" => Ok(true),
@@ -143,8 +153,8 @@ struct PromptArgs {
     #[arg(short, long, conflicts_with = "tokens")]
     prompt: Option<String>,
     /// Prompt as comma-separated token ids (no BOS is added).
-    #[arg(long, value_delimiter = ',')]
-    tokens: Option<Vec<u32>>,
+    #[arg(long, value_parser = parse_tokens_arg)]
+    tokens: Option<TokenList>,
     /// Wrap the prompt as one user message in the model's chat template.
     #[arg(long, conflicts_with = "tokens")]
     chat: bool,
@@ -434,7 +444,7 @@ fn prompt_tokens(
     default_text: Option<&str>,
 ) -> anyhow::Result<Vec<u32>> {
     if let Some(t) = &p.tokens {
-        return Ok(t.clone());
+        return Ok(t.0.clone());
     }
     let text = match (&p.prompt, default_text) {
         (Some(t), _) => t.as_str(),
