@@ -411,17 +411,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `path` can be created (or overwritten) as a file: not a folder, parent exists.
+/// Makes sure `path` can be written as a file before any work: it is not a folder, and its
+/// folder exists (created here if missing, as the trace writer would).
 fn check_writable_file(path: &std::path::Path) -> Result<(), String> {
     if path.is_dir() {
         return Err("is a folder; give a file name".into());
     }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    if !parent.is_dir() {
-        return Err(format!("folder {} does not exist", parent.display()));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create folder {}: {e}", parent.display()))?;
     }
     Ok(())
 }
