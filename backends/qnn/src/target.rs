@@ -115,9 +115,8 @@ impl ResolvedTarget {
             (None, None) => "the HTP of this device".to_string(),
         };
         match self.source {
-            TargetSource::Requested => what,
             TargetSource::HostDefault => format!("{what}, the default on x86_64 hosts"),
-            TargetSource::DeviceNative => what,
+            TargetSource::Requested | TargetSource::DeviceNative => what,
         }
     }
 }
