@@ -16,6 +16,7 @@
 //! let model = Arc::new(Model::load(&tandem::embedded_model(), &LoadOptions::default())?);
 //! let engine = Engine::new(model.clone(), EngineOptions {
 //!     prefill: PrefillPolicy::Auto,
+//!     npu: tandem::delegates::default_npu(), // the compiled-in NPU delegate (QNN)
 //!     ..EngineOptions::default()
 //! })?;
 //! let chat = engine.new_session();
@@ -25,8 +26,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`delegates`] is the registry of the prefill delegates compiled in (the QNN HTP today); the
+//! scheduler sees them only through the contract in [`hal::delegate`].
+//!
 //! The binary `tandem` is a thin CLI over this crate. Not implemented yet: the Core ML delegate
 //! and the C ABI.
+
+pub mod delegates;
 
 pub use tandem_cpu as cpu;
 pub use tandem_graphs as graphs;
@@ -34,11 +40,11 @@ pub use tandem_hal as hal;
 pub use tandem_qnn as qnn;
 pub use tandem_scheduler as scheduler;
 
-pub use tandem_cpu::{CpuModel, KvCache, Logits, ThreadPool, WeightFormat};
+pub use tandem_cpu::{CpuModel, Logits, ThreadPool, WeightFormat};
 pub use tandem_graphs::chat::{ChatMessage, ChatTemplate};
 pub use tandem_graphs::model::{LoadedModel, ModelFormat};
 pub use tandem_graphs::tokenizer::Tokenizer;
-pub use tandem_hal::{Error, Result};
+pub use tandem_hal::{Error, KvCache, Result};
 pub use tandem_scheduler::{
     CancelToken, Engine, EngineOptions, GenerateOutput, GenerateRequest, GenerationStats,
     LoadOptions, Model, ModelSource, NpuOptions, NpuState, Placement, PrefillPolicy, RequestHandle,

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use tandem::hal::{Availability, PrepareRequest};
+use tandem::qnn::{QnnDelegate, QnnOptions};
 use tandem::scheduler::report::{self, BenchRow};
 use tandem::scheduler::trace::{chrome_trace_layer, TraceGuard};
 use tandem::{
@@ -48,8 +50,9 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct NpuArgs {
-    /// AR-N chunk sizes of the NPU prefill graphs (comma-separated; `--chunk` is an alias).
-    #[arg(long, alias = "chunk", value_delimiter = ',', default_value = "32,128")]
+    /// AR-N chunk sizes of the NPU prefill graphs (comma-separated; `--chunk` is an alias;
+    /// default: the delegate's, 32,128).
+    #[arg(long, alias = "chunk", value_delimiter = ',')]
     chunks: Vec<usize>,
     /// Context length in tokens, of the session and of the NPU graphs (0 = the model's, capped
     /// at 1024 when the NPU may be used, else 4096).
@@ -79,17 +82,43 @@ struct NpuArgs {
 }
 
 impl NpuArgs {
-    fn options(&self, profiling: bool) -> NpuOptions {
-        NpuOptions {
-            chunks: self.chunks.clone(),
-            ctx: self.npu_ctx,
+    /// The QNN delegate's own options.
+    fn qnn_options(&self) -> QnnOptions {
+        QnnOptions {
             lib_dir: self.qnn_lib.clone(),
             cache_dir: self.qnn_cache.clone(),
             soc_model: self.soc,
             htp_arch: self.htp_arch,
-            profiling,
             perf_mode: self.perf_mode,
             weight_sharing: self.weight_sharing,
+        }
+    }
+
+    /// The NPU options of an engine: the QNN delegate (the only one compiled in) and how to
+    /// prepare it.
+    fn options(&self, profiling: bool) -> NpuOptions {
+        NpuOptions {
+            delegate: Some(tandem::delegates::qnn(self.qnn_options())),
+            chunks: self.chunks.clone(),
+            ctx: self.npu_ctx,
+            profiling,
+        }
+    }
+
+    /// The request `compile` and `logits --device npu` prepare directly on QNN.
+    fn request(&self, model: &Model) -> PrepareRequest {
+        PrepareRequest {
+            ctx: if self.npu_ctx == 0 {
+                tandem::scheduler::default_context(&model.loaded.spec, true)
+            } else {
+                self.npu_ctx
+            },
+            chunk_sizes: if self.chunks.is_empty() {
+                tandem::hal::DEFAULT_CHUNK_SIZES.to_vec()
+            } else {
+                self.chunks.clone()
+            },
+            profiling: false,
         }
     }
 }
@@ -751,9 +780,12 @@ fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let mut engines_meta = Vec::new();
     for &(policy, chunk) in &configs {
         let npu = NpuOptions {
+            delegate: Some(tandem::delegates::qnn(QnnOptions {
+                lib_dir: a.qnn_lib.clone(),
+                cache_dir: a.qnn_cache.clone(),
+                ..QnnOptions::default()
+            })),
             chunks: chunk.map(|c| vec![c]).unwrap_or_default(),
-            lib_dir: a.qnn_lib.clone(),
-            cache_dir: a.qnn_cache.clone(),
             profiling: true,
             ..NpuOptions::default()
         };
@@ -848,7 +880,9 @@ fn logits(a: LogitsArgs) -> anyhow::Result<()> {
     }
     let vocab = model.loaded.spec.vocab_size;
     let all = if a.device == "npu" {
-        let mut prefill = model.npu_prefill(&a.npu.options(false))?;
+        let mut prefill = QnnDelegate::new(a.npu.qnn_options())
+            .builder(&a.npu.request(&model))
+            .build(&model.loaded.spec, &model.loaded.weights)?;
         let report = prefill.report();
         eprintln!(
             "npu: {:?} context in {:.0} ms ({})",
@@ -943,53 +977,77 @@ fn info(a: InfoArgs) -> anyhow::Result<()> {
 fn devices(a: DevicesArgs) -> anyhow::Result<()> {
     let threads = tandem::cpu::pool::physical_cores();
     let isa = tandem::cpu::kernels::isa_name();
-    let qnn = tandem::qnn::probe(a.qnn_lib.as_deref());
-    let coreml = "not implemented yet (Core ML prefill is a later issue; it needs macOS/iOS)";
+    let delegates = tandem::delegates::probe_all(QnnOptions {
+        lib_dir: a.qnn_lib.clone(),
+        ..QnnOptions::default()
+    });
     if a.json {
-        let qnn_json = match &qnn {
-            tandem::qnn::Availability::Available(i) => json!({
-                "available": true,
-                "library": i.library_path,
-                "provider": i.provider,
-                "core_api": i.core_api,
-                "backend_api": i.backend_api,
-                "build_id": i.build_id,
-                "soc_model": i.soc_model,
-                "htp_arch": i.htp_arch,
-                "target": i.target,
-                "simulator": cfg!(target_arch = "x86_64"),
-            }),
-            tandem::qnn::Availability::Unavailable(why) => {
-                json!({"available": false, "reason": why})
-            }
-        };
-        let doc = json!({
-            "cpu": {"available": true, "isa": isa, "physical_cores": threads},
-            "qnn": qnn_json,
-            "coreml": {"available": false, "reason": coreml},
-        });
-        println!("{doc}");
+        let mut doc = serde_json::Map::new();
+        doc.insert(
+            "cpu".into(),
+            json!({"available": true, "isa": isa, "physical_cores": threads}),
+        );
+        for (name, availability) in &delegates {
+            let entry = match availability {
+                Availability::Available(d) => {
+                    let mut e = json!({
+                        "available": true,
+                        "library": d.library,
+                        "version": d.version,
+                        "target": d.device,
+                        "simulator": d.simulated,
+                    });
+                    for (k, v) in &d.details {
+                        // Numbers stay numbers (`soc_model: 69`); `-` means not set.
+                        e[k] = match v.parse::<u64>() {
+                            Ok(n) => json!(n),
+                            Err(_) if v == "-" => serde_json::Value::Null,
+                            Err(_) => json!(v),
+                        };
+                    }
+                    e
+                }
+                Availability::Unavailable(u) => json!({
+                    "available": false,
+                    "reason": u.to_string(),
+                    "tried": u.tried.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
+                    "version_found": u.version_found,
+                    "version_wanted": u.version_wanted,
+                }),
+            };
+            doc.insert((*name).to_string(), entry);
+        }
+        println!("{}", serde_json::Value::Object(doc));
         return Ok(());
     }
     println!("cpu     available   {isa}, {threads} physical cores");
-    match qnn {
-        tandem::qnn::Availability::Available(i) => println!(
-            "qnn     available   {} | provider {} | core API {} | backend API {} | build {} | target {}{}",
-            i.library_path.display(),
-            i.provider,
-            i.core_api,
-            i.backend_api,
-            i.build_id,
-            i.target,
-            if cfg!(target_arch = "x86_64") {
-                " | x86_64 HTP simulator: results are real, timings are host emulation"
-            } else {
-                ""
+    for (name, availability) in &delegates {
+        match availability {
+            Availability::Available(d) => {
+                let detail = |k: &str| {
+                    d.details
+                        .iter()
+                        .find(|(key, _)| key == k)
+                        .map_or("-", |(_, v)| v.as_str())
+                };
+                println!(
+                    "{name:<7} available   {} | provider {} | core API {} | backend API {} | build {} | target {}{}",
+                    d.library.display(),
+                    detail("provider"),
+                    detail("core_api"),
+                    detail("backend_api"),
+                    detail("build_id"),
+                    d.device,
+                    if d.simulated {
+                        " | x86_64 HTP simulator: results are real, timings are host emulation"
+                    } else {
+                        ""
+                    }
+                );
             }
-        ),
-        tandem::qnn::Availability::Unavailable(why) => println!("qnn     unavailable {why}"),
+            Availability::Unavailable(u) => println!("{name:<7} unavailable {u}"),
+        }
     }
-    println!("coreml  unavailable {coreml}");
     Ok(())
 }
 
@@ -997,14 +1055,17 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
     let model = load(&a.model)?;
     std::fs::create_dir_all(&a.out)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", a.out.display()))?;
-    let mut opts = a.npu.options(false);
+    let mut opts = a.npu.qnn_options();
     opts.cache_dir = Some(a.out.clone());
+    let request = a.npu.request(&model);
     // Compiled binaries are for the device: share one weight copy between chunk graphs unless
     // told otherwise.
-    if opts.weight_sharing.is_none() && a.npu.chunks.len() > 1 {
+    if opts.weight_sharing.is_none() && request.chunk_sizes.len() > 1 {
         opts.weight_sharing = Some(true);
     }
-    let prefill = model.npu_prefill(&opts)?;
+    let prefill = QnnDelegate::new(opts)
+        .builder(&request)
+        .build(&model.loaded.spec, &model.loaded.weights)?;
     let r = prefill.report();
     println!(
         "{:?} AR-{:?} ctx {} for {} in {:.0} ms: {} ({} bytes, weight sharing {})",
@@ -1017,7 +1078,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
             .as_ref()
             .map_or("-".into(), |p| p.display().to_string()),
         r.binary_bytes,
-        r.weight_sharing
+        prefill.weight_sharing()
     );
     for e in &r.cost_estimates {
         println!(
@@ -1026,7 +1087,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
             e.chunk, e.exec_us, e.exec_us_lower, e.exec_us_upper, e.cycles
         );
     }
-    if r.weight_sharing && cfg!(target_arch = "x86_64") {
+    if prefill.weight_sharing() && cfg!(target_arch = "x86_64") {
         println!(
             "note: weight-shared context binaries run on the device only; the x86_64 HTP \
              simulator cannot restore them (use --weight-sharing off to test one here)"

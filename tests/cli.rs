@@ -186,6 +186,18 @@ fn devices_reports_the_htp_backend_or_why_not() {
             .contains("/no/qnn/here"),
         "{out}"
     );
+    // The contract's discovery names every library path it tried, and Core ML (not compiled in)
+    // is listed with its reason.
+    let tried = out["qnn"]["tried"].as_array().expect("tried paths");
+    assert!(
+        tried[0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/no/qnn/here"),
+        "{out}"
+    );
+    assert!(!tried[0]["error"].as_str().unwrap().is_empty(), "{out}");
+    assert_eq!(out["coreml"]["available"], false, "{out}");
 }
 
 #[test]

@@ -211,3 +211,14 @@ impl ModelWeights {
         v
     }
 }
+
+/// The KV cache geometry of a model, so `KvCache::new(&spec, ctx)` works.
+impl From<&ModelSpec> for tandem_hal::KvShape {
+    fn from(s: &ModelSpec) -> Self {
+        tandem_hal::KvShape {
+            n_layers: s.n_layers,
+            n_kv_heads: s.n_kv_heads,
+            head_dim: s.head_dim,
+        }
+    }
+}

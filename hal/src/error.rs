@@ -60,6 +60,19 @@ pub enum Error {
     /// The prompt plus requested tokens do not fit the context.
     #[error("context overflow: {needed} tokens needed, context holds {ctx}")]
     ContextOverflow { needed: usize, ctx: usize },
+    /// A prefill delegate cannot run this model (an op, shape or feature it lacks); said at
+    /// prepare time so the caller can fall back to the CPU.
+    #[error("{delegate} delegate cannot run this model: {what}")]
+    Unsupported {
+        delegate: &'static str,
+        what: String,
+    },
+    /// A prefill delegate's runtime failed (library, compile, execute, cache file).
+    #[error("{delegate} delegate: {message}")]
+    Delegate {
+        delegate: &'static str,
+        message: String,
+    },
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,

@@ -1,5 +1,11 @@
-//! `tandem-hal`: the vocabulary every tandem crate shares and depends on nothing of theirs.
+//! `tandem-hal`: the hardware abstraction layer — the vocabulary every tandem crate shares, and
+//! the contract every prefill delegate implements. It depends on nothing of theirs.
 //!
+//! * [`delegate`] — **the delegate contract**: [`Delegate`] (probe a device, prepare a model),
+//!   [`PrefillDelegate`] (run one prompt chunk against a [`KvCache`]), what they report, and
+//!   [`plan_chunks`]. Read its module docs first.
+//! * [`KvCache`] — the canonical K/V of one sequence, which every delegate reads and writes
+//!   ([`kv_cache`]).
 //! * [`DType`] — element and block formats of weights and activations, with llama.cpp's
 //!   block layouts for the quantized ones ([`dtype`]).
 //! * [`HostBytes`] — an immutable byte buffer that is either memory-mapped from a model file,
@@ -7,14 +13,19 @@
 //! * [`Tensor`] — a named, shaped, typed view of host bytes, shapes in PyTorch order
 //!   (outermost dimension first; a linear layer's weight is `[out_features, in_features]`).
 //! * [`Error`] — the errors a caller can act on, each naming the file, tensor, key or symbol.
-//!
-//! The delegate contract (what a backend such as QNN or Core ML implements) is added here by the
-//! issue that introduces the first non-CPU delegate; until then the CPU backend is called directly.
 
+pub mod delegate;
 pub mod dtype;
 pub mod error;
+pub mod kv_cache;
 pub mod tensor;
 
+pub use delegate::{
+    plan_chunks, Availability, ChunkKv, ChunkOutput, ChunkProfile, ChunkTimings, CostEstimate,
+    Delegate, DeviceDescription, PrefillDelegate, PrepareReport, PrepareRequest, PreparedFrom,
+    Unavailable, DEFAULT_CHUNK_SIZES,
+};
 pub use dtype::{BlockQ4_0, BlockQ8_0, DType, QK4_0, QK8_0};
 pub use error::{Error, Result};
+pub use kv_cache::{KvCache, KvLayerMut, KvShape};
 pub use tensor::{HostBytes, Tensor};

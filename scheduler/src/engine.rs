@@ -43,15 +43,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crossbeam::channel::{self, Receiver, Sender};
-use tandem_cpu::{KvCache, Logits};
-use tandem_hal::{Error, Result};
-use tandem_qnn::{PrepareReport, QnnPrefill};
+use tandem_cpu::Logits;
+use tandem_hal::{Error, KvCache, PrefillDelegate, PrepareReport, Result};
 use tracing::field::Empty;
 use tracing::{info_span, Span};
 
 use crate::generate::{ms, per_second, DecodeState, GenerateRequest, StopReason};
 use crate::handoff::handoff;
-use crate::model::{Model, NpuOptions};
+use crate::model::{default_context, Model, NpuOptions};
 use crate::policy::{decide_auto, AutoInputs, CostModel, Device, Placement, PrefillPolicy};
 use crate::stats::{ChunkStats, RequestStats};
 
@@ -110,11 +109,12 @@ pub struct EngineOptions {
     /// Where prefill runs (`--prefill`; default [`PrefillPolicy::host_default`]). Decode always
     /// runs on the CPU.
     pub prefill: PrefillPolicy,
-    /// Context length of every session and of the NPU graphs (0 = the model's, capped at 1024
-    /// when the NPU may be used and at 4096 otherwise).
+    /// Context length of every session and of the NPU graphs (0 = [`default_context`]: the
+    /// model's, capped at 1024 when the NPU may be used and at 4096 otherwise).
     pub ctx: usize,
-    /// QNN prefill options: chunk sizes, library and cache folders, target, performance mode,
-    /// and `profiling` (HTP cycle counts per chunk). `npu.ctx` is ignored: `ctx` applies.
+    /// The NPU prefill delegate and its chunk sizes and `profiling` (device cycle counts per
+    /// chunk). `npu.ctx` is ignored: `ctx` applies. The default has no delegate (the scheduler
+    /// does not know which are compiled in; `tandem::delegates::default_npu` does).
     pub npu: NpuOptions,
     /// Largest number of prompt tokens in one CPU prefill step.
     pub cpu_prefill_chunk: usize,
@@ -531,8 +531,7 @@ impl Engine {
         }
         let spec = &model.loaded.spec;
         let ctx = if opts.ctx == 0 {
-            let cap = if opts.prefill.wants_npu() { 1024 } else { 4096 };
-            spec.max_position_embeddings.min(cap)
+            default_context(spec, opts.prefill.wants_npu())
         } else {
             opts.ctx
         };
@@ -723,7 +722,7 @@ impl Shared {
             }
         };
         let plan =
-            tandem_qnn::plan_chunks(&chunks, self.ctx, cached, tokens).map_err(|e| e.to_string());
+            tandem_hal::plan_chunks(&chunks, self.ctx, cached, tokens).map_err(|e| e.to_string());
         if policy == PrefillPolicy::Npu {
             return match plan {
                 Ok(p) => Placement {
@@ -953,7 +952,7 @@ fn npu_worker(shared: &Arc<Shared>, rx: &Receiver<NpuMsg>, ready: &Sender<Startu
         }
     };
     if shared.opts.calibrate && shared.opts.prefill == PrefillPolicy::Auto {
-        calibrate_npu(shared, &mut prefill);
+        calibrate_npu(shared, prefill.as_mut());
     }
     let _ = ready.send(Startup::Npu(Ok((
         prefill.chunk_sizes(),
@@ -961,14 +960,14 @@ fn npu_worker(shared: &Arc<Shared>, rx: &Receiver<NpuMsg>, ready: &Sender<Startu
     ))));
     for msg in rx {
         match msg {
-            NpuMsg::Prefill(job) => npu_prefill(shared, &mut prefill, job),
+            NpuMsg::Prefill(job) => npu_prefill(shared, prefill.as_mut(), job),
             NpuMsg::Shutdown => break,
         }
     }
 }
 
 /// Times every chunk graph (run and handoff, from an empty cache) after a warm-up run.
-fn calibrate_npu(shared: &Shared, prefill: &mut QnnPrefill) {
+fn calibrate_npu(shared: &Shared, prefill: &mut dyn PrefillDelegate) {
     let mut cache = KvCache::new(&shared.model.loaded.spec, shared.ctx);
     let profiling = shared.opts.npu.profiling;
     prefill.set_profiling(false);
@@ -979,8 +978,7 @@ fn calibrate_npu(shared: &Shared, prefill: &mut QnnPrefill) {
             cache.truncate(0);
             let t = Instant::now();
             timed = prefill
-                .run_chunk(&tokens, &cache, Some(chunk))
-                .map_err(Error::from)
+                .prefill_chunk(&tokens, &cache, Some(chunk))
                 .and_then(|out| handoff(&out, &mut cache, shared.handoff_threads))
                 .map(|_| ms(t));
             if timed.is_err() {
@@ -1006,7 +1004,7 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-fn npu_prefill(shared: &Shared, prefill: &mut QnnPrefill, mut job: Box<Job>) {
+fn npu_prefill(shared: &Shared, prefill: &mut dyn PrefillDelegate, mut job: Box<Job>) {
     let estimate = job.npu_estimate_ms;
     // A panic while driving QNN fails this request's NPU part only: the request is recomputed
     // on the CPU like any NPU failure, and the NPU is disabled for the engine's lifetime (the
@@ -1064,7 +1062,7 @@ enum NpuOutcome {
     Failed(String),
 }
 
-fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOutcome {
+fn npu_chunks(shared: &Shared, prefill: &mut dyn PrefillDelegate, job: &mut Job) -> NpuOutcome {
     job.start_prefill_clock();
     let plan = job.placement.chunk_plan.clone();
     for (k, &chunk) in plan.iter().enumerate() {
@@ -1093,12 +1091,12 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
                 panic!("injected panic on NPU chunk {k} (panic_npu_chunk)");
             }
             if shared.opts.fail_npu_chunk == Some(k) {
-                Err(tandem_qnn::Error::InvalidInput(format!(
+                Err(Error::InvalidInput(format!(
                     "injected fault on NPU chunk {k} (fail_npu_chunk)"
                 )))
             } else {
                 let state = job.state();
-                prefill.run_chunk(
+                prefill.prefill_chunk(
                     &state.tokens[start..start + take],
                     &state.cache,
                     Some(chunk),
@@ -1110,11 +1108,7 @@ fn npu_chunks(shared: &Shared, prefill: &mut QnnPrefill, job: &mut Job) -> NpuOu
             Err(e) => return NpuOutcome::Failed(format!("NPU chunk {k} failed: {e}")),
         };
         let chunk_ms = ms(t0);
-        let cycles = out
-            .profile
-            .as_ref()
-            .map(|p| p.htp_cycles)
-            .filter(|&c| c > 0);
+        let cycles = out.profile.as_ref().map(|p| p.cycles).filter(|&c| c > 0);
         if let Some(c) = cycles {
             span.record("htp_cycles", c);
         }

@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use tandem_cpu::{CpuModel, KvCache, Logits};
+use tandem_cpu::{CpuModel, Logits};
 use tandem_graphs::tokenizer::{StreamDecoder, Tokenizer};
+use tandem_hal::KvCache;
 use tandem_hal::{Error, Result};
 
 use crate::sampling::{Sampler, SamplingParams};

@@ -1,11 +1,10 @@
-//! The NPU→CPU KV handoff: after each NPU prefill chunk, the chunk's keys and values move from
-//! the QNN graph's output buffers into the session's CPU [`KvCache`], which decode then reads.
+//! The NPU→CPU KV handoff: after each delegate prefill chunk, the chunk's keys and values move
+//! from the delegate's output buffers into the session's [`KvCache`], which decode then reads.
 //!
-//! Layout conversion. The graph returns per layer fp16 `new_key_l` `[n_kv, head_dim, N]`
-//! (transposed for the NPU's q·K) and `new_value_l` `[n_kv, N, head_dim]`, padding included; the
-//! cache holds f32 `[n_kv, capacity, head_dim]`. [`ChunkOutput::write_layer`] converts only the
-//! `n_tokens` valid positions straight into the cache: each value head is one contiguous fp16→f32
-//! run, each key head a transpose through a small stack tile. No intermediate rows are built.
+//! Layout conversion is the delegate's ([`tandem_hal::ChunkKv::write_layer`]): it converts only
+//! the `n_tokens` valid positions straight into the cache, with no intermediate rows. (QNN's
+//! graphs return fp16 `new_key_l` `[n_kv, head_dim, N]` and `new_value_l` `[n_kv, N, head_dim]`;
+//! see `tandem_qnn::conv`.)
 //!
 //! Threading. Layers are independent, so [`handoff`] splits them into contiguous groups over up
 //! to `threads` threads of a [`std::thread::scope`] (the caller's thread takes the first group;
@@ -17,14 +16,12 @@
 
 use std::time::Instant;
 
-use tandem_cpu::{KvCache, KvLayerMut};
-use tandem_hal::{Error, Result};
-use tandem_qnn::ChunkOutput;
+use tandem_hal::{ChunkOutput, Error, KvCache, KvLayerMut, Result};
 
 /// What one chunk's handoff moved and how long it took.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct HandoffStats {
-    /// fp16 bytes of K and V read out of the graph outputs ([`ChunkOutput::kv_bytes`]).
+    /// Bytes of K and V read out of the delegate's outputs ([`ChunkOutput::kv_bytes`]).
     pub bytes: u64,
     pub layers: usize,
     /// Threads that wrote layers (including the caller's).
@@ -51,7 +48,7 @@ pub fn handoff(out: &ChunkOutput, cache: &mut KvCache, threads: usize) -> Result
         )));
     }
     cache.check_room(out.n_tokens)?;
-    out.check_cache(cache).map_err(Error::from)?;
+    out.check_cache(cache)?;
 
     let layers = out.n_layers();
     // Balanced contiguous groups: sizes differ by at most one layer.
@@ -104,25 +101,80 @@ fn write_layers(out: &ChunkOutput, first: usize, group: &mut [KvLayerMut<'_>]) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tandem_qnn::KvLayout;
+    use half::f16;
+    use tandem_hal::{ChunkKv, ChunkTimings};
 
     const LAYERS: usize = 5;
-    const LAYOUT: KvLayout = KvLayout {
+    const CHUNK: usize = 8;
+
+    /// The geometry of the chunks below.
+    struct Layout {
+        n_kv_heads: usize,
+        head_dim: usize,
+    }
+    const LAYOUT: Layout = Layout {
         n_kv_heads: 2,
         head_dim: 16,
-        past: 40,
-        chunk: 8,
     };
+
+    /// A delegate's chunk K/V as token-major fp16 rows `[CHUNK, n_kv_heads * head_dim]` per
+    /// layer, padding included (the handoff is layout-agnostic; QNN's own layout is tested in
+    /// `tandem-qnn`).
+    struct RowsKv {
+        k: Vec<Vec<f16>>,
+        v: Vec<Vec<f16>>,
+    }
+
+    impl ChunkKv for RowsKv {
+        fn n_layers(&self) -> usize {
+            self.k.len()
+        }
+        fn n_kv_heads(&self) -> usize {
+            LAYOUT.n_kv_heads
+        }
+        fn head_dim(&self) -> usize {
+            LAYOUT.head_dim
+        }
+        fn bytes(&self, n: usize) -> usize {
+            self.n_layers() * 2 * n * LAYOUT.n_kv_heads * LAYOUT.head_dim * 2
+        }
+        fn write_layer(&self, layer: usize, n: usize, dst: &mut KvLayerMut<'_>, at: usize) {
+            dst.write_rows(at, &self.key_rows(layer, n), &self.value_rows(layer, n));
+        }
+        fn key_rows(&self, layer: usize, n: usize) -> Vec<f32> {
+            let w = LAYOUT.n_kv_heads * LAYOUT.head_dim;
+            self.k[layer][..n * w].iter().map(|x| x.to_f32()).collect()
+        }
+        fn value_rows(&self, layer: usize, n: usize) -> Vec<f32> {
+            let w = LAYOUT.n_kv_heads * LAYOUT.head_dim;
+            self.v[layer][..n * w].iter().map(|x| x.to_f32()).collect()
+        }
+    }
 
     /// 5 valid tokens of a chunk of 8 at `start`.
     fn chunk(start: usize) -> ChunkOutput {
-        let elems = LAYOUT.new_kv_bytes() / 2;
-        let raw = |seed: u64| -> Vec<Vec<u8>> {
-            (0..LAYERS as u64)
-                .map(|l| tandem_qnn::conv::random_f16_bytes(elems, seed + l))
+        let elems = CHUNK * LAYOUT.n_kv_heads * LAYOUT.head_dim;
+        let raw = |seed: usize| -> Vec<Vec<f16>> {
+            (0..LAYERS)
+                .map(|l| {
+                    (0..elems)
+                        .map(|i| f16::from_f32(((i * 7 + seed + l * 13) % 97) as f32 * 0.125 - 6.0))
+                        .collect()
+                })
                 .collect()
         };
-        ChunkOutput::from_parts(start, 5, LAYOUT, Vec::new(), raw(1), raw(100)).unwrap()
+        ChunkOutput {
+            start_pos: start,
+            n_tokens: 5,
+            chunk_size: CHUNK,
+            logits: Vec::new(),
+            timings: ChunkTimings::default(),
+            profile: None,
+            kv: Box::new(RowsKv {
+                k: raw(1),
+                v: raw(100),
+            }),
+        }
     }
 
     /// A cache of capacity `cap` holding `len` positions of recognizable data.

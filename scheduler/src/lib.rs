@@ -2,7 +2,8 @@
 //!
 //! [`model`] loads a model and its tokenizer; `generate` is the single-threaded CPU loop. The
 //! [`engine`] runs requests of many [`Session`]s on two kinds of workers — an NPU worker that
-//! prefills prompt chunks on the QNN HTP and a CPU worker that prefills on the CPU and decodes —
+//! prefills prompt chunks on a prefill delegate (any [`tandem_hal::PrefillDelegate`]; the QNN
+//! HTP today) and a CPU worker that prefills on the CPU and decodes —
 //! handing each session's KV cache between them ([`handoff`]), with placement decided per
 //! request ([`policy`]).
 
@@ -21,7 +22,7 @@ pub use engine::{
     Token,
 };
 pub use generate::{generate, GenerateOutput, GenerateRequest, GenerationStats, StopReason};
-pub use model::{LoadOptions, Model, ModelSource, NpuOptions};
+pub use model::{default_context, LoadOptions, Model, ModelSource, NpuOptions};
 pub use policy::{Device, Placement, PrefillPolicy};
 pub use sampling::{Sampler, SamplingParams};
 pub use stats::{ChunkStats, RequestStats};

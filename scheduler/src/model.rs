@@ -1,5 +1,6 @@
-//! A loaded model: weights, tokenizer, chat template and the CPU backend, plus the factory for
-//! its QNN HTP prefill delegate. The [`crate::Engine`] shares one `Model` between its workers.
+//! A loaded model: weights, tokenizer, chat template and the CPU backend, plus preparing it on a
+//! prefill delegate ([`NpuOptions`]). The [`crate::Engine`] shares one `Model` between its
+//! workers.
 //!
 //! Thread safety: `Model` is `Send + Sync`. Its CPU forward pass runs on the model's thread pool,
 //! which serializes concurrent callers; the engine calls it from its one CPU worker.
@@ -8,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tandem_cpu::{CpuModel, KvCache, Logits, ThreadPool, WeightFormat};
+use tandem_cpu::{CpuModel, Logits, ThreadPool, WeightFormat};
 use tandem_graphs::chat::{ChatMessage, ChatTemplate};
 use tandem_graphs::model::LoadedModel;
 use tandem_graphs::tokenizer::Tokenizer;
-use tandem_hal::{Error, Result};
+use tandem_hal::{Delegate, Error, KvCache, PrefillDelegate, PrepareRequest, Result};
 
 use crate::generate::{GenerateOutput, GenerateRequest};
 
@@ -47,27 +48,37 @@ impl Default for LoadOptions {
     }
 }
 
-/// Options for the QNN prefill delegate (`--chunks`, `--ctx`, `--qnn-lib`, `--qnn-cache`, `--soc`).
-#[derive(Clone, Debug, Default)]
+/// The NPU prefill delegate to use and how to prepare it (`--chunks`, `--ctx`; the delegate's own
+/// options, such as QNN's `--qnn-lib` or `--soc`, were given when it was constructed — see the
+/// facade's `tandem::delegates`).
+#[derive(Clone, Default)]
 pub struct NpuOptions {
-    /// AR-N chunk sizes (empty = 32 and 128).
+    /// The delegate; `None` means no NPU (requests that need one report it unavailable).
+    pub delegate: Option<Arc<dyn Delegate<LoadedModel>>>,
+    /// Chunk sizes (empty = the delegate's [`Delegate::default_chunk_sizes`]).
     pub chunks: Vec<usize>,
-    /// Context length of the graphs (0 = the model's, capped at 1024).
+    /// Context length of the graphs (0 = [`default_context`] with the NPU).
     pub ctx: usize,
-    /// Folder holding `libQnnHtp.so` (else `TANDEM_QNN_LIB_DIR`, `QNN_SDK_ROOT`, system path).
-    pub lib_dir: Option<PathBuf>,
-    /// Context-binary cache folder (else `TANDEM_QNN_CACHE_DIR` or `~/.cache/tandem/qnn`).
-    pub cache_dir: Option<PathBuf>,
-    /// Prepare for this SoC model ahead of time (e.g. 57 = SM8650).
-    pub soc_model: Option<u32>,
-    /// Prepare for this HTP architecture ahead of time (e.g. 75 = v75).
-    pub htp_arch: Option<u32>,
-    /// Collect QNN's per-chunk HTP cycle estimates.
+    /// Collect a device profile (e.g. HTP cycles) per chunk.
     pub profiling: bool,
-    /// HTP performance mode (power vote) while the graphs are loaded.
-    pub perf_mode: Option<tandem_qnn::PerfMode>,
-    /// HTP weight sharing between the chunk graphs (`None`: the builder's default).
-    pub weight_sharing: Option<bool>,
+}
+
+impl std::fmt::Debug for NpuOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NpuOptions")
+            .field("delegate", &self.delegate.as_ref().map(|d| d.name()))
+            .field("chunks", &self.chunks)
+            .field("ctx", &self.ctx)
+            .field("profiling", &self.profiling)
+            .finish()
+    }
+}
+
+/// The context length used when none is given: the model's trained context, capped at 1024 when
+/// a fixed-shape NPU graph must hold it (its cost grows with the context) and at 4096 otherwise.
+pub fn default_context(spec: &tandem_graphs::ModelSpec, with_npu: bool) -> usize {
+    let cap = if with_npu { 1024 } else { 4096 };
+    spec.max_position_embeddings.min(cap)
 }
 
 /// Most CPU threads a model's pool may have (far above any phone or workstation this targets;
@@ -161,10 +172,10 @@ impl Model {
         self.tokenizer.encode(&text, false)
     }
 
-    /// A fresh KV cache of `ctx` positions (0 = the model's trained context, capped at 4096).
+    /// A fresh KV cache of `ctx` positions (0 = [`default_context`] without the NPU).
     pub fn new_cache(&self, ctx: usize) -> KvCache {
         let ctx = if ctx == 0 {
-            self.loaded.spec.max_position_embeddings.min(4096)
+            default_context(&self.loaded.spec, false)
         } else {
             ctx
         };
@@ -189,42 +200,30 @@ impl Model {
 }
 
 impl Model {
-    /// Prepares the QNN HTP prefill graphs for this model: restores them from the context-binary
-    /// cache when a matching file exists, otherwise lowers, finalizes and caches them.
-    pub fn npu_prefill(&self, opts: &NpuOptions) -> Result<tandem_qnn::QnnPrefill> {
-        let chunks = if opts.chunks.is_empty() {
-            vec![32, 128]
+    /// Prepares this model on the NPU delegate of `opts` (for QNN: restores the graphs from the
+    /// context-binary cache when a matching file exists, otherwise lowers, finalizes and caches
+    /// them).
+    pub fn npu_prefill(&self, opts: &NpuOptions) -> Result<Box<dyn PrefillDelegate>> {
+        let delegate = opts
+            .delegate
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput("no NPU delegate is configured".into()))?;
+        let chunk_sizes = if opts.chunks.is_empty() {
+            delegate.default_chunk_sizes()
         } else {
             opts.chunks.clone()
         };
         let ctx = if opts.ctx == 0 {
-            self.loaded.spec.max_position_embeddings.min(1024)
+            default_context(&self.loaded.spec, true)
         } else {
             opts.ctx
         };
-        let mut b = tandem_qnn::QnnPrefillBuilder::new()
-            .chunk_sizes(&chunks)
-            .ctx(ctx)
-            .profiling(opts.profiling);
-        if let Some(d) = &opts.lib_dir {
-            b = b.lib_dir(d);
-        }
-        if let Some(d) = &opts.cache_dir {
-            b = b.cache_dir(d);
-        }
-        if let Some(s) = opts.soc_model {
-            b = b.soc_model(s);
-        }
-        if let Some(a) = opts.htp_arch {
-            b = b.htp_arch(a);
-        }
-        if let Some(m) = opts.perf_mode {
-            b = b.perf_mode(m);
-        }
-        if let Some(w) = opts.weight_sharing {
-            b = b.weight_sharing(w);
-        }
-        Ok(b.build(&self.loaded.spec, &self.loaded.weights)?)
+        let request = PrepareRequest {
+            ctx,
+            chunk_sizes,
+            profiling: opts.profiling,
+        };
+        delegate.prepare(&self.loaded, &request)
     }
 }
 

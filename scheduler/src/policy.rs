@@ -7,7 +7,7 @@
 //! - NPU: an AR-N graph costs the same whatever share of its N slots holds real tokens (the rest is
 //!   padding), so the model keeps, per chunk size, a moving average of the measured wall time of
 //!   one chunk including its handoff into the KV cache. A prompt's estimate is the sum over the
-//!   chunk plan [`tandem_qnn::QnnPrefill::plan`] would run, plus the estimated time of the NPU jobs
+//!   chunk plan [`tandem_hal::PrefillDelegate::plan`] would run, plus the estimated time of the NPU jobs
 //!   already queued ahead of it.
 //! - CPU: a least-squares line `ms = fixed + per_token · n` through the recent CPU prefill chunks
 //!   (a forward pass over few tokens is bound by reading the weights, so `fixed` is large).

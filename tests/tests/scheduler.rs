@@ -50,9 +50,12 @@ fn load(name: &str) -> Arc<Model> {
 
 fn npu_options(lib: &str) -> NpuOptions {
     NpuOptions {
+        delegate: Some(tandem::delegates::qnn(tandem::qnn::QnnOptions {
+            lib_dir: Some(lib.into()),
+            cache_dir: Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("qnn-cache")),
+            ..Default::default()
+        })),
         chunks: vec![CHUNK],
-        lib_dir: Some(lib.into()),
-        cache_dir: Some(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("qnn-cache")),
         profiling: true,
         ..NpuOptions::default()
     }
@@ -601,7 +604,7 @@ fn npu_that_cannot_be_prepared_falls_back_and_says_why() {
             ctx: CTX,
             npu: NpuOptions {
                 chunks: vec![128],
-                ..NpuOptions::default()
+                ..tandem::delegates::default_npu()
             },
             ..EngineOptions::default()
         },

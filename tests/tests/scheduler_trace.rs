@@ -54,11 +54,14 @@ fn npu_prefill_of_one_session_overlaps_cpu_decode_of_another() {
             prefill: PrefillPolicy::Npu,
             ctx: 512,
             npu: NpuOptions {
+                delegate: Some(tandem::delegates::qnn(tandem::qnn::QnnOptions {
+                    lib_dir: Some(lib.into()),
+                    cache_dir: Some(
+                        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("qnn-cache"),
+                    ),
+                    ..Default::default()
+                })),
                 chunks: vec![8],
-                lib_dir: Some(lib.into()),
-                cache_dir: Some(
-                    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("qnn-cache"),
-                ),
                 profiling: true,
                 ..NpuOptions::default()
             },

@@ -5,10 +5,9 @@
 use std::sync::{Arc, Mutex};
 
 use tandem_graphs::{LayerWeights, ModelSpec, ModelWeights};
-use tandem_hal::{DType, Error, Result, Tensor};
+use tandem_hal::{DType, Error, KvCache, Result, Tensor};
 
 use crate::kernels::{self, Matrix};
-use crate::kv_cache::KvCache;
 use crate::pool::ThreadPool;
 
 /// How weights are held on the CPU (`--cpu-weights`).

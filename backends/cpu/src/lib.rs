@@ -4,12 +4,10 @@
 //!   each with a scalar reference and SIMD versions picked at run time (AVX2+FMA+F16C on x86_64,
 //!   NEON with dotprod on aarch64).
 //! * `pool` — the persistent worker pool every kernel splits its rows across.
-//! * `forward` — the transformer block of [`tandem_graphs::spec`] over a KV cache.
+//! * `forward` — the transformer block of [`tandem_graphs::spec`] over a [`tandem_hal::KvCache`].
 pub mod forward;
 pub mod kernels;
-pub mod kv_cache;
 pub mod pool;
 
 pub use forward::{CpuModel, Logits, WeightFormat};
-pub use kv_cache::{KvCache, KvLayerMut};
 pub use pool::ThreadPool;

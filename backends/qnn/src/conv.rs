@@ -1,5 +1,5 @@
 //! Conversions between tandem's f32 host data and the fp16 tensors of the QNN graphs, and between
-//! the CPU KV cache layout and the graphs' K/V inputs and outputs.
+//! the KV cache's layout ([`tandem_hal::KvCache`]) and the graphs' K/V inputs and outputs.
 //!
 //! Layouts (per layer; `P` = past slots = ctx − N):
 //! - CPU cache: K and V `[n_kv_heads, capacity, head_dim]` f32; rows written token-major
@@ -14,7 +14,7 @@
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
-use tandem_cpu::{KvCache, KvLayerMut};
+use tandem_hal::{KvCache, KvLayerMut};
 
 /// fp16 elements per stack tile of the in-place conversions (2 KiB: stays in L1, and long
 /// enough for `half`'s SIMD slice conversion to dominate).

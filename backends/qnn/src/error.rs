@@ -34,6 +34,9 @@ pub enum Error {
     /// Caller passed something out of range (token ids, chunk size, context overflow).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A shared-contract error (chunk planning, the KV cache).
+    #[error(transparent)]
+    Hal(#[from] tandem_hal::Error),
 }
 
 impl From<Error> for tandem_hal::Error {
@@ -41,7 +44,15 @@ impl From<Error> for tandem_hal::Error {
         match e {
             Error::Io { op, path, source } => tandem_hal::Error::Io { op, path, source },
             Error::InvalidInput(s) => tandem_hal::Error::InvalidInput(s),
-            other => tandem_hal::Error::InvalidInput(format!("QNN delegate: {other}")),
+            Error::Hal(e) => e,
+            Error::Unsupported(what) => tandem_hal::Error::Unsupported {
+                delegate: "QNN",
+                what,
+            },
+            other => tandem_hal::Error::Delegate {
+                delegate: "QNN",
+                message: other.to_string(),
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Execution: [`QnnPrefill`] owns one QNN context holding an AR-N graph per chunk size (weights
 //! shared), prepares it (restore from the cache or lower + finalize + store), and runs prompt
-//! chunks against the CPU KV cache.
+//! chunks against the KV cache ([`tandem_hal::KvCache`]). It implements the delegate contract's
+//! [`PrefillDelegate`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,8 +11,12 @@ use sys_qnn::{
     Context, ContextOptions, DeviceOptions, Graph, GraphOptions, Precision, Profile, ProfileEvent,
     SystemContext, TensorDesc, QNN_PROFILE_LEVEL_DETAILED,
 };
-use tandem_cpu::{KvCache, KvLayerMut};
 use tandem_graphs::{ModelSpec, ModelWeights};
+use tandem_hal::delegate::{
+    ChunkKv, ChunkOutput, ChunkProfile, ChunkTimings, CostEstimate, PrefillDelegate, PrepareReport,
+    PreparedFrom,
+};
+use tandem_hal::{KvCache, KvLayerMut};
 
 use crate::cache::{self, CacheKey, KeyParts, Lookup};
 use crate::conv::{self, KvLayout};
@@ -242,23 +247,24 @@ impl QnnPrefillBuilder {
                 }
                 Lookup::Hit(binary) => match restore(&device, &shapes, &binary) {
                     Ok(graphs) => {
-                        let report = PrepareReport {
-                            source: ContextSource::Restored,
-                            cache_path: Some(path.clone()),
-                            cache_rejected: None,
-                            prepare_time: t0.elapsed(),
-                            binary_bytes: binary.len(),
-                            weight_sharing: sharing,
-                            perf_mode: perf.perf_mode,
-                            perf_mode_error: perf.perf_mode_error.clone(),
-                            cost_estimates: Vec::new(),
-                        };
+                        let report = prepare_report(
+                            PreparedFrom::Restored,
+                            Some(path.clone()),
+                            None,
+                            t0.elapsed(),
+                            binary.len(),
+                            Vec::new(),
+                            &device,
+                            sharing,
+                            &perf,
+                        );
                         tracing::info!(?report, "QNN context restored from cache");
                         return Ok(QnnPrefill::new(
                             spec,
                             device,
                             graphs,
                             report,
+                            (sharing, perf),
                             self.profiling,
                             perf_vote,
                         ));
@@ -290,72 +296,68 @@ impl QnnPrefillBuilder {
                 tracing::warn!("could not write the QNN context cache: {e}");
             }
         }
-        let report = PrepareReport {
-            source: ContextSource::Finalized,
-            cache_path: cache_file.map(|(p, _)| p),
-            cache_rejected: rejected,
-            prepare_time: t0.elapsed(),
+        let report = prepare_report(
+            PreparedFrom::Finalized,
+            cache_file.map(|(p, _)| p),
+            rejected,
+            t0.elapsed(),
             binary_bytes,
-            weight_sharing: sharing,
-            perf_mode: perf.perf_mode,
-            perf_mode_error: perf.perf_mode_error,
             cost_estimates,
-        };
+            &device,
+            sharing,
+            &perf,
+        );
         tracing::info!(?report, "QNN context finalized");
         Ok(QnnPrefill::new(
             spec,
             device,
             graphs,
             report,
+            (sharing, perf),
             self.profiling,
             perf_vote,
         ))
     }
 }
 
-/// Where the context of a [`QnnPrefill`] came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ContextSource {
-    /// Lowered and finalized in this process.
-    Finalized,
-    /// Restored from a cached context binary (no finalize).
-    Restored,
-}
-
-/// How a [`QnnPrefill`] was prepared.
-#[derive(Clone, Debug)]
-pub struct PrepareReport {
-    pub source: ContextSource,
-    pub cache_path: Option<PathBuf>,
-    /// Why an existing cache file was not used (it was rebuilt and overwritten).
-    pub cache_rejected: Option<String>,
-    /// Open-to-ready time (lowering + finalize, or read + restore), excluding opening QNN.
-    pub prepare_time: Duration,
-    /// Size of the context binary written or read (0 without a cache).
-    pub binary_bytes: usize,
-    /// Whether the chunk graphs share one copy of the weights.
-    pub weight_sharing: bool,
-    /// The requested HTP performance mode ([`QnnPrefillBuilder::perf_mode`]).
-    pub perf_mode: PerfMode,
-    /// Why the mode could not be voted (the QNN call and its error text); `None` when it was
-    /// voted or nothing was requested ([`PerfMode::Default`]). Voted does not mean effective:
-    /// the on-device effect is not verified.
-    pub perf_mode_error: Option<String>,
-    /// Qualcomm's cost-model estimate per chunk graph, when the library offers one for the
-    /// target and the graphs were finalized in this process (empty when restored).
-    pub cost_estimates: Vec<CostEstimate>,
-}
-
-impl PrepareReport {
-    /// The performance mode in force: `Ok(mode)` when voted (or `Default`), else the error.
-    pub fn perf_mode_applied(&self) -> std::result::Result<PerfMode, &str> {
-        match &self.perf_mode_error {
-            None => Ok(self.perf_mode),
-            Some(e) => Err(e),
-        }
+/// The contract's report, with the QNN facts (`target`, `weight_sharing`, `perf_mode`) as
+/// details in the order `tandem` prints them.
+#[allow(clippy::too_many_arguments)]
+fn prepare_report(
+    source: PreparedFrom,
+    cache_path: Option<PathBuf>,
+    cache_rejected: Option<String>,
+    prepare_time: Duration,
+    binary_bytes: usize,
+    cost_estimates: Vec<CostEstimate>,
+    device: &QnnDevice,
+    weight_sharing: bool,
+    perf: &PerfReport,
+) -> PrepareReport {
+    let info = device.info();
+    let cost_model =
+        (!cost_estimates.is_empty()).then(|| format!("QNN cost model for {}", info.target));
+    let mut details = vec![
+        ("target".to_string(), info.target.clone()),
+        ("weight_sharing".to_string(), weight_sharing.to_string()),
+        ("perf_mode".to_string(), perf.perf_mode.to_string()),
+    ];
+    if let Some(e) = &perf.perf_mode_error {
+        details.push(("perf_mode_error".to_string(), e.clone()));
+    }
+    PrepareReport {
+        source,
+        cache_path,
+        cache_rejected,
+        prepare_time,
+        binary_bytes,
+        cost_estimates,
+        cost_model,
+        details,
     }
 }
 
+#[derive(Clone, Debug)]
 struct PerfReport {
     perf_mode: PerfMode,
     perf_mode_error: Option<String>,
@@ -395,7 +397,7 @@ fn finalize(
         let lowered_at = t.elapsed();
         let profile = Profile::new(&device.backend, QNN_PROFILE_LEVEL_DETAILED)?;
         graph.finalize(Some(&profile))?;
-        if let Some(est) = CostEstimate::from_events(shape.chunk, &profile.events()?) {
+        if let Some(est) = cost_estimate(shape.chunk, &profile.events()?) {
             tracing::debug!(?est, "QNN cost-model estimate");
             estimates.push(est);
         }
@@ -454,24 +456,6 @@ fn restore(device: &QnnDevice, shapes: &[ChunkShape], binary: &[u8]) -> Result<V
         .collect()
 }
 
-/// What a DETAILED QNN profile of one execution reports.
-///
-/// On a device these are the HTP's own counters. On an x86_64 host the library emulates the HTP
-/// and these figures measure that emulation: cycles ÷ the accelerator time is a constant
-/// ~150–160 in every run, the same graph varies ±30% between runs and the count grows with host
-/// load. They are never device time; [`Self::device_exec_us`] is `None` there.
-#[derive(Clone, Debug, Default)]
-pub struct ChunkProfile {
-    /// "Accelerator (execute) time (cycles)" for the whole graph.
-    pub htp_cycles: u64,
-    /// "Accelerator (execute) time" in µs, as the library reports it.
-    pub accel_exec_us: Option<u64>,
-    /// Per-op cycles (`node:OpId_k`, as the library names them), in the library's order.
-    pub op_cycles: Vec<(String, u64)>,
-    /// Every event, for anything not summarized above.
-    pub events: Vec<ProfileEvent>,
-}
-
 fn find_event<'a>(evs: &'a [ProfileEvent], key: &str) -> Option<&'a ProfileEvent> {
     evs.iter().find_map(|e| {
         if e.identifier == key {
@@ -482,38 +466,34 @@ fn find_event<'a>(evs: &'a [ProfileEvent], key: &str) -> Option<&'a ProfileEvent
     })
 }
 
-impl ChunkProfile {
-    fn from_events(events: Vec<ProfileEvent>) -> ChunkProfile {
-        let (htp_cycles, op_cycles) =
-            match find_event(&events, "Accelerator (execute) time (cycles)") {
-                Some(e) => (
-                    e.value,
-                    e.sub_events
-                        .iter()
-                        .map(|s| {
-                            let name = s.identifier.trim_end_matches(" (cycles)").to_string();
-                            (name, s.value)
-                        })
-                        .collect(),
-                ),
-                None => (0, Vec::new()),
-            };
-        ChunkProfile {
-            htp_cycles,
-            accel_exec_us: find_event(&events, "Accelerator (execute) time").map(|e| e.value),
-            op_cycles,
-            events,
-        }
-    }
-
-    /// The HTP's execute time when it was measured on a device; `None` on an x86_64 host, whose
-    /// figures are host emulation time.
-    pub fn device_exec_us(&self) -> Option<u64> {
-        if crate::target::is_simulator() {
-            None
-        } else {
-            self.accel_exec_us
-        }
+/// What a DETAILED QNN profile of one execution reports, as the contract's [`ChunkProfile`]:
+/// "Accelerator (execute) time (cycles)" for the whole graph, its per-op sub-events
+/// (`node:OpId_k`, as the library names them) and "Accelerator (execute) time" in µs.
+///
+/// On a device these are the HTP's own counters. On an x86_64 host the library emulates the HTP
+/// and these figures measure that emulation: cycles ÷ the accelerator time is a constant
+/// ~150–160 in every run, the same graph varies ±30% between runs and the count grows with host
+/// load. They are never device time there (`on_device` is false, so
+/// [`ChunkProfile::device_exec_us`] is `None`).
+pub fn chunk_profile(events: &[ProfileEvent]) -> ChunkProfile {
+    let (cycles, op_cycles) = match find_event(events, "Accelerator (execute) time (cycles)") {
+        Some(e) => (
+            e.value,
+            e.sub_events
+                .iter()
+                .map(|s| {
+                    let name = s.identifier.trim_end_matches(" (cycles)").to_string();
+                    (name, s.value)
+                })
+                .collect(),
+        ),
+        None => (0, Vec::new()),
+    };
+    ChunkProfile {
+        cycles,
+        exec_us: find_event(events, "Accelerator (execute) time").map(|e| e.value),
+        on_device: !crate::target::is_simulator(),
+        op_cycles,
     }
 }
 
@@ -522,61 +502,23 @@ impl ChunkProfile {
 /// and upper estimates). The library computes it only for some SoCs
 /// ([`crate::SocInfo::cost_model`]); for SM8550/SM8650/SM8750 it logs "Performance Estimates
 /// unsupported on soc …". It is the vendor's model of the device, not a measurement.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CostEstimate {
-    /// The chunk size N of the graph.
-    pub chunk: usize,
-    pub cycles: u64,
-    pub cycles_lower: u64,
-    pub cycles_upper: u64,
-    /// The library's own conversion of the cycles to time at the target's clock.
-    pub exec_us: u64,
-    pub exec_us_lower: u64,
-    pub exec_us_upper: u64,
+pub fn cost_estimate(chunk: usize, events: &[ProfileEvent]) -> Option<CostEstimate> {
+    let v = |k: &str| find_event(events, k).map(|e| e.value);
+    Some(CostEstimate {
+        chunk,
+        cycles: v("Simulated (Accelerator exec cycles)")?,
+        cycles_lower: v("Simulated (Accelerator exec cycles (lower estimate))")?,
+        cycles_upper: v("Simulated (Accelerator exec cycles (upper estimate))")?,
+        exec_us: v("Simulated (Accelerator exec time us)")?,
+        exec_us_lower: v("Simulated (Accelerator exec time us (lower estimate))")?,
+        exec_us_upper: v("Simulated (Accelerator exec time us (upper estimate))")?,
+    })
 }
 
-impl CostEstimate {
-    fn from_events(chunk: usize, events: &[ProfileEvent]) -> Option<CostEstimate> {
-        let v = |k: &str| find_event(events, k).map(|e| e.value);
-        Some(CostEstimate {
-            chunk,
-            cycles: v("Simulated (Accelerator exec cycles)")?,
-            cycles_lower: v("Simulated (Accelerator exec cycles (lower estimate))")?,
-            cycles_upper: v("Simulated (Accelerator exec cycles (upper estimate))")?,
-            exec_us: v("Simulated (Accelerator exec time us)")?,
-            exec_us_lower: v("Simulated (Accelerator exec time us (lower estimate))")?,
-            exec_us_upper: v("Simulated (Accelerator exec time us (upper estimate))")?,
-        })
-    }
-}
-
-/// Host-side times of one chunk.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ChunkTimings {
-    /// Building fp16 inputs: past K/V copy from the CPU cache, mask, RoPE tables.
-    pub inputs: Duration,
-    /// `graphExecute`.
-    pub execute: Duration,
-    /// fp16 logits → f32, and reading the profile. The K/V outputs stay fp16 until the handoff
-    /// ([`ChunkOutput::write_layer`]), which the caller times.
-    pub outputs: Duration,
-}
-
-/// Result of one chunk: logits of the `n_tokens` valid (unpadded) positions, and the graph's K/V
-/// outputs as it returned them (fp16, padding included) until the handoff converts them into a
-/// [`KvCache`] ([`Self::write_layer`], [`Self::write_to`]).
-#[derive(Clone)]
-pub struct ChunkOutput {
-    /// Position of the first token.
-    pub start_pos: usize,
-    pub n_tokens: usize,
-    /// The graph's chunk size N (≥ `n_tokens`; the rest was padding).
-    pub chunk_size: usize,
-    /// `[n_tokens, vocab]`.
-    pub logits: Vec<f32>,
-    pub timings: ChunkTimings,
-    /// Present when profiling was enabled.
-    pub profile: Option<ChunkProfile>,
+/// One chunk's K/V as the graph returned them (fp16, padding included), until the handoff
+/// converts them into a [`KvCache`] ([`ChunkOutput::write_layer`], [`ChunkOutput::write_to`]).
+#[derive(Clone, Debug)]
+pub struct QnnChunkKv {
     layout: KvLayout,
     /// Per layer, `new_key_l`: fp16 little-endian `[n_kv, head_dim, N]` post-RoPE keys.
     raw_k: Vec<Vec<u8>>,
@@ -584,146 +526,76 @@ pub struct ChunkOutput {
     raw_v: Vec<Vec<u8>>,
 }
 
-impl std::fmt::Debug for ChunkOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkOutput")
-            .field("start_pos", &self.start_pos)
-            .field("n_tokens", &self.n_tokens)
-            .field("chunk_size", &self.chunk_size)
-            .field("logits_len", &self.logits.len())
-            .field("layout", &self.layout)
-            .field("n_layers", &self.n_layers())
-            .field("timings", &self.timings)
-            .field("profile", &self.profile.as_ref().map(|p| p.htp_cycles))
-            .finish()
-    }
-}
-
-impl ChunkOutput {
-    /// A chunk output from its parts, for tools and tests that produce one without a QNN graph
-    /// (a recorded run, a bench, random data). `raw_k[l]`/`raw_v[l]` are layer `l`'s `new_key_l`
-    /// and `new_value_l` in the graph layout (see [`crate::conv`]), fp16 little-endian, each
-    /// [`KvLayout::new_kv_bytes`] long; positions `n_tokens..layout.chunk` are padding and
-    /// never copied. `logits` is `[n_tokens, vocab]` (may be empty). Timings are zero.
-    pub fn from_parts(
-        start_pos: usize,
-        n_tokens: usize,
-        layout: KvLayout,
-        logits: Vec<f32>,
-        raw_k: Vec<Vec<u8>>,
-        raw_v: Vec<Vec<u8>>,
-    ) -> Result<ChunkOutput> {
-        check_parts(n_tokens, &layout, &logits, &raw_k, &raw_v).map_err(Error::InvalidInput)?;
-        Ok(ChunkOutput {
-            start_pos,
-            n_tokens,
-            chunk_size: layout.chunk,
-            logits,
-            timings: ChunkTimings::default(),
-            profile: None,
-            layout,
-            raw_k,
-            raw_v,
-        })
-    }
-
-    pub fn n_layers(&self) -> usize {
-        self.raw_k.len()
-    }
-
+impl QnnChunkKv {
     /// Geometry of the K/V outputs.
     pub fn layout(&self) -> KvLayout {
         self.layout
     }
+}
 
-    /// Layer `layer`'s keys as token-major f32 rows `[n_tokens, n_kv_heads * head_dim]` (as
-    /// [`KvCache::write`] takes them), for inspection and tests; the handoff does not use it.
-    /// Panics if `layer >= n_layers()`.
-    pub fn k_rows(&self, layer: usize) -> Vec<f32> {
-        self.layout.key_rows(&self.raw_k[layer], self.n_tokens)
+impl ChunkKv for QnnChunkKv {
+    fn n_layers(&self) -> usize {
+        self.raw_k.len()
     }
 
-    /// Layer `layer`'s values as token-major f32 rows `[n_tokens, n_kv_heads * head_dim]`.
-    pub fn v_rows(&self, layer: usize) -> Vec<f32> {
-        self.layout.value_rows(&self.raw_v[layer], self.n_tokens)
+    fn n_kv_heads(&self) -> usize {
+        self.layout.n_kv_heads
     }
 
-    /// fp16 bytes of the valid positions' K and V over all layers: what the handoff reads out of
-    /// the graph's output buffers (it writes twice as many f32 bytes into the cache).
-    pub fn kv_bytes(&self) -> usize {
-        self.n_layers() * 2 * self.n_tokens * self.layout.n_kv_heads * self.layout.head_dim * 2
+    fn head_dim(&self) -> usize {
+        self.layout.head_dim
     }
 
-    /// Checks that this chunk's K/V can be appended to `cache`: it starts at `cache.len()`, the
-    /// cache has the same layers, heads and head_dim, and room for `n_tokens` more positions.
-    pub fn check_cache(&self, cache: &KvCache) -> Result<()> {
-        if cache.len() != self.start_pos {
-            return Err(Error::InvalidInput(format!(
-                "chunk starts at {} but the cache holds {} positions",
-                self.start_pos,
-                cache.len()
-            )));
-        }
-        let ours = (
-            self.n_layers(),
-            self.layout.n_kv_heads,
-            self.layout.head_dim,
-        );
-        let theirs = (cache.n_layers(), cache.n_kv_heads(), cache.head_dim());
-        if ours != theirs {
-            return Err(Error::InvalidInput(format!(
-                "chunk K/V has {} layers × {} heads × head_dim {}, the cache {} × {} × {}",
-                ours.0, ours.1, ours.2, theirs.0, theirs.1, theirs.2
-            )));
-        }
-        cache
-            .check_room(self.n_tokens)
-            .map_err(|e| Error::InvalidInput(e.to_string()))
+    /// fp16 bytes of the valid positions' K and V: what the handoff reads out of the graph's
+    /// output buffers (it writes twice as many f32 bytes into the cache).
+    fn bytes(&self, n_tokens: usize) -> usize {
+        self.n_layers() * 2 * n_tokens * self.layout.n_kv_heads * self.layout.head_dim * 2
     }
 
-    /// Converts layer `layer`'s K/V for the `n_tokens` valid positions from the graph's fp16
-    /// outputs straight into `dst` at positions `start_pos..start_pos + n_tokens` (no
-    /// intermediate rows; see [`crate::conv`] for the layouts). Does not advance any cache.
-    pub fn write_layer(&self, layer: usize, dst: &mut KvLayerMut<'_>) -> Result<()> {
-        if layer >= self.n_layers() {
-            return Err(Error::InvalidInput(format!(
-                "layer {layer} of a chunk output with {} layers",
-                self.n_layers()
-            )));
-        }
-        let (h, d) = (self.layout.n_kv_heads, self.layout.head_dim);
-        if (dst.n_kv_heads(), dst.head_dim()) != (h, d) {
-            return Err(Error::InvalidInput(format!(
-                "layer {layer}: chunk K/V has {h} heads × head_dim {d}, the cache {} × {}",
-                dst.n_kv_heads(),
-                dst.head_dim()
-            )));
-        }
-        let end = self.start_pos + self.n_tokens;
-        if end > dst.capacity() {
-            return Err(Error::InvalidInput(format!(
-                "layer {layer}: positions {}..{end} do not fit a cache of {}",
-                self.start_pos,
-                dst.capacity()
-            )));
-        }
-        let (n, at) = (self.n_tokens, self.start_pos);
-        self.layout.write_keys(&self.raw_k[layer], n, dst, at);
-        self.layout.write_values(&self.raw_v[layer], n, dst, at);
-        Ok(())
+    /// Straight from the fp16 outputs into the cache (no intermediate rows; see [`crate::conv`]).
+    fn write_layer(&self, layer: usize, n_tokens: usize, dst: &mut KvLayerMut<'_>, at: usize) {
+        self.layout
+            .write_keys(&self.raw_k[layer], n_tokens, dst, at);
+        self.layout
+            .write_values(&self.raw_v[layer], n_tokens, dst, at);
     }
 
-    /// Appends this chunk's K/V to `cache` (at `start_pos`, which must equal `cache.len()`),
-    /// layer after layer on the calling thread, then advances it. The cache is unchanged on
-    /// error. `tandem_scheduler::handoff` does the same across threads.
-    pub fn write_to(&self, cache: &mut KvCache) -> Result<()> {
-        self.check_cache(cache)?;
-        for (l, mut layer) in cache.layers_mut().into_iter().enumerate() {
-            self.write_layer(l, &mut layer)?;
-        }
-        cache.advance(self.n_tokens);
-        Ok(())
+    fn key_rows(&self, layer: usize, n_tokens: usize) -> Vec<f32> {
+        self.layout.key_rows(&self.raw_k[layer], n_tokens)
     }
+
+    fn value_rows(&self, layer: usize, n_tokens: usize) -> Vec<f32> {
+        self.layout.value_rows(&self.raw_v[layer], n_tokens)
+    }
+}
+
+/// A chunk output from its parts, for tools and tests that produce one without a QNN graph
+/// (a recorded run, a bench, random data). `raw_k[l]`/`raw_v[l]` are layer `l`'s `new_key_l`
+/// and `new_value_l` in the graph layout (see [`crate::conv`]), fp16 little-endian, each
+/// [`KvLayout::new_kv_bytes`] long; positions `n_tokens..layout.chunk` are padding and
+/// never copied. `logits` is `[n_tokens, vocab]` (may be empty). Timings are zero.
+pub fn chunk_output_from_parts(
+    start_pos: usize,
+    n_tokens: usize,
+    layout: KvLayout,
+    logits: Vec<f32>,
+    raw_k: Vec<Vec<u8>>,
+    raw_v: Vec<Vec<u8>>,
+) -> Result<ChunkOutput> {
+    check_parts(n_tokens, &layout, &logits, &raw_k, &raw_v).map_err(Error::InvalidInput)?;
+    Ok(ChunkOutput {
+        start_pos,
+        n_tokens,
+        chunk_size: layout.chunk,
+        logits,
+        timings: ChunkTimings::default(),
+        profile: None,
+        kv: Box::new(QnnChunkKv {
+            layout,
+            raw_k,
+            raw_v,
+        }),
+    })
 }
 
 /// Validates [`ChunkOutput`] parts; the message names what is off.
@@ -778,6 +650,8 @@ pub struct QnnPrefill {
     device: QnnDevice,
     graphs: Vec<ChunkGraph>,
     report: PrepareReport,
+    weight_sharing: bool,
+    perf: PerfReport,
     profiling: bool,
 }
 
@@ -797,6 +671,7 @@ impl QnnPrefill {
         device: QnnDevice,
         graphs: Vec<ChunkGraph>,
         report: PrepareReport,
+        (weight_sharing, perf): (bool, PerfReport),
         profiling: bool,
         perf_vote: Option<PerfVote>,
     ) -> QnnPrefill {
@@ -807,7 +682,34 @@ impl QnnPrefill {
             device,
             graphs,
             report,
+            weight_sharing,
+            perf,
             profiling,
+        }
+    }
+
+    /// Whether the chunk graphs share one copy of the weights.
+    pub fn weight_sharing(&self) -> bool {
+        self.weight_sharing
+    }
+
+    /// The requested HTP performance mode ([`QnnPrefillBuilder::perf_mode`]).
+    pub fn perf_mode(&self) -> PerfMode {
+        self.perf.perf_mode
+    }
+
+    /// Why the mode could not be voted; `None` when it was voted or nothing was requested.
+    pub fn perf_mode_error(&self) -> Option<&str> {
+        self.perf.perf_mode_error.as_deref()
+    }
+
+    /// The performance mode in force: `Ok(mode)` when voted (or `Default`), else why it could
+    /// not be voted (the QNN call and its error text). Voted does not mean effective: the
+    /// on-device effect is not verified.
+    pub fn perf_mode_applied(&self) -> std::result::Result<PerfMode, &str> {
+        match &self.perf.perf_mode_error {
+            None => Ok(self.perf.perf_mode),
+            Some(e) => Err(e),
         }
     }
 
@@ -839,7 +741,12 @@ impl QnnPrefill {
     /// Chunk sizes to run `n` tokens starting at `start` with this context's graphs
     /// ([`crate::plan_chunks`]).
     pub fn plan(&self, start: usize, n: usize) -> Result<Vec<usize>> {
-        crate::plan::plan_chunks(&self.chunk_sizes(), self.ctx(), start, n)
+        Ok(tandem_hal::plan_chunks(
+            &self.chunk_sizes(),
+            self.ctx(),
+            start,
+            n,
+        )?)
     }
 
     /// Runs `tokens` (at most the largest chunk) as one chunk after the `past.len()` cached
@@ -969,7 +876,7 @@ impl QnnPrefill {
             detail,
         })?;
         let profile = match profile {
-            Some(p) => Some(ChunkProfile::from_events(p.events()?)),
+            Some(p) => Some(chunk_profile(&p.events()?)),
             None => None,
         };
         let t3 = Instant::now();
@@ -984,9 +891,11 @@ impl QnnPrefill {
                 outputs: t3 - t2,
             },
             profile,
-            layout,
-            raw_k,
-            raw_v,
+            kv: Box::new(QnnChunkKv {
+                layout,
+                raw_k,
+                raw_v,
+            }),
         })
     }
 
@@ -1013,6 +922,43 @@ impl QnnPrefill {
         let outs = self.prefill(tokens, &mut cache)?;
         let logits = outs.into_iter().flat_map(|o| o.logits).collect();
         Ok((logits, cache))
+    }
+}
+
+/// The contract, for the scheduler: the same calls as the inherent methods.
+impl PrefillDelegate for QnnPrefill {
+    fn name(&self) -> &'static str {
+        crate::delegate::NAME
+    }
+
+    fn ctx(&self) -> usize {
+        QnnPrefill::ctx(self)
+    }
+
+    fn chunk_sizes(&self) -> Vec<usize> {
+        QnnPrefill::chunk_sizes(self)
+    }
+
+    fn report(&self) -> &PrepareReport {
+        QnnPrefill::report(self)
+    }
+
+    fn prefill_chunk(
+        &mut self,
+        tokens: &[u32],
+        past: &KvCache,
+        chunk: Option<usize>,
+    ) -> tandem_hal::Result<ChunkOutput> {
+        Ok(self.run_chunk(tokens, past, chunk)?)
+    }
+
+    fn plan(&self, start: usize, n: usize) -> tandem_hal::Result<Vec<usize>> {
+        Ok(QnnPrefill::plan(self, start, n)?)
+    }
+
+    fn set_profiling(&mut self, on: bool) -> bool {
+        QnnPrefill::set_profiling(self, on);
+        true
     }
 }
 
@@ -1044,7 +990,7 @@ mod tests {
     fn chunk(start: usize) -> ChunkOutput {
         let bytes = LAYOUT.new_kv_bytes() / 2;
         let raw = |s: u64| (0..3).map(|l| random_f16_bytes(bytes, s + l)).collect();
-        ChunkOutput::from_parts(start, 4, LAYOUT, vec![0.5; 4 * 10], raw(10), raw(20)).unwrap()
+        chunk_output_from_parts(start, 4, LAYOUT, vec![0.5; 4 * 10], raw(10), raw(20)).unwrap()
     }
 
     #[test]
@@ -1105,7 +1051,7 @@ mod tests {
         let ok = vec![vec![0u8; LAYOUT.new_kv_bytes()]; 2];
         let short = vec![vec![0u8; 10]; 2];
         let parts = |n, logits: usize, k: &Vec<Vec<u8>>, v: &Vec<Vec<u8>>| {
-            ChunkOutput::from_parts(0, n, LAYOUT, vec![0.0; logits], k.clone(), v.clone())
+            chunk_output_from_parts(0, n, LAYOUT, vec![0.0; logits], k.clone(), v.clone())
         };
         assert!(parts(6, 12, &ok, &ok).is_ok());
         assert!(parts(3, 0, &ok, &ok).is_ok());

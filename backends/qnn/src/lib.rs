@@ -2,20 +2,27 @@
 //! [`sys_qnn`] as fixed-shape **AR-N chunk graphs** over a fixed context length, with the KV
 //! cache as explicit graph I/O; decode stays on the CPU, which owns the canonical cache.
 //!
-//! Modules (mirroring the Core ML backend): [`library`] opens and describes the QNN libraries,
-//! [`lower`] turns a [`tandem_graphs::ModelSpec`] + weights into QNN ops, [`execute`] owns the
-//! context and runs chunks, [`cache`] stores finalized context binaries, [`conv`] converts
-//! f32 ↔ fp16 and the KV layouts.
+//! It implements the delegate contract of [`tandem_hal::delegate`]: [`QnnDelegate`] is the
+//! [`tandem_hal::Delegate`] (probe, prepare) and [`QnnPrefill`] the
+//! [`tandem_hal::PrefillDelegate`]. It depends on `tandem-hal` and `tandem-graphs` only, never
+//! on another backend.
+//!
+//! Modules: [`delegate`] is the contract's factory, [`library`] opens and describes the QNN
+//! libraries, [`target`] knows the SoCs, [`lower`] turns a [`tandem_graphs::ModelSpec`] +
+//! weights into QNN ops, [`execute`] owns the context and runs chunks, [`cache`] stores
+//! finalized context binaries, [`conv`] converts f32 ↔ fp16 and the KV layouts, [`perf`] votes
+//! the HTP power mode.
 //!
 //! # API summary (for the CLI and scheduler)
 //!
 //! ```no_run
 //! # fn main() -> Result<(), tandem_qnn::Error> {
 //! # let m = tandem_graphs::model::load_weights("m".as_ref()).unwrap();
-//! // `tandem devices`
-//! match tandem_qnn::probe(None) {
-//!     tandem_qnn::Availability::Available(info) => println!("{info:?}"),
-//!     tandem_qnn::Availability::Unavailable(why) => println!("qnn: unavailable: {why}"),
+//! use tandem_hal::{Availability, Delegate};
+//! // `tandem devices`: the contract's probe (library paths tried, versions on failure)
+//! match tandem_qnn::QnnDelegate::default().probe() {
+//!     Availability::Available(device) => println!("{device:?}"),
+//!     Availability::Unavailable(why) => println!("qnn: unavailable: {why}"),
 //! }
 //! // `tandem compile` / engine start: restores from the cache or finalizes and stores
 //! let mut prefill = tandem_qnn::QnnPrefillBuilder::new()
@@ -29,7 +36,7 @@
 //! // `tandem logits --device npu`: all-position logits + the filled CPU KV cache
 //! let (logits, cache) = prefill.run_prompt(&[1, 2, 3])?;
 //! // scheduler: chunk by chunk against its own cache
-//! let mut cache = tandem_cpu::KvCache::new(&m.spec, prefill.ctx());
+//! let mut cache = tandem_hal::KvCache::new(&m.spec, prefill.ctx());
 //! for chunk in prefill.prefill(&[1, 2, 3], &mut cache)? {
 //!     let _ = (chunk.timings, chunk.profile); // host times; HTP cycles when profiling
 //! }
@@ -45,22 +52,19 @@
 
 pub mod cache;
 pub mod conv;
+pub mod delegate;
 mod error;
 pub mod execute;
 pub mod library;
 pub mod lower;
 pub mod perf;
-pub mod plan;
 pub mod target;
 
 pub use conv::KvLayout;
+pub use delegate::{QnnDelegate, QnnOptions};
 pub use error::{Error, LowerError, Result};
-pub use execute::{
-    ChunkOutput, ChunkProfile, ChunkTimings, ContextSource, CostEstimate, PrepareReport,
-    QnnPrefill, QnnPrefillBuilder,
-};
-pub use library::{probe, Availability, DeviceInfo, QnnDevice};
+pub use execute::{chunk_output_from_parts, QnnChunkKv, QnnPrefill, QnnPrefillBuilder};
+pub use library::{DeviceInfo, QnnDevice};
 pub use perf::{ParsePerfModeError, PerfMode, PerfVote};
-pub use plan::plan_chunks;
 pub use sys_qnn::{DeviceOptions, GraphOptions, Precision};
 pub use target::{ResolvedTarget, SocInfo, TargetSource, HOST_DEFAULT_SOC, KNOWN_SOCS};

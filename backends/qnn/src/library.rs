@@ -1,6 +1,6 @@
 //! Opening the QNN libraries and describing them: a [`QnnDevice`] is an opened HTP backend (with
-//! its System library, logger and optional AOT target device); [`probe`] reports availability for
-//! `tandem devices` without failing.
+//! its System library, logger and optional AOT target device). `tandem devices` reports it
+//! through the contract's probe ([`crate::QnnDelegate`]).
 
 use std::path::{Path, PathBuf};
 
@@ -8,14 +8,6 @@ use sys_qnn::{Backend, Device, DeviceOptions, Log, QnnLibrary, QnnSystemLibrary}
 
 use crate::error::Result;
 use crate::target::{self, ResolvedTarget, TargetSource};
-
-/// What `tandem devices` prints for the QNN delegate.
-#[derive(Clone, Debug)]
-pub enum Availability {
-    Available(DeviceInfo),
-    /// The reason, naming every path tried or the version found.
-    Unavailable(String),
-}
 
 /// Facts about an opened HTP backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,15 +29,6 @@ pub struct DeviceInfo {
     pub target: String,
     /// Whether the target was requested, defaulted on a host, or is the device's own HTP.
     pub target_source: TargetSource,
-}
-
-/// Opens the HTP library (search order: `lib_dir`, `TANDEM_QNN_LIB_DIR`, `QNN_SDK_ROOT`, system
-/// loader) and reports what it found, or why it could not.
-pub fn probe(lib_dir: Option<&Path>) -> Availability {
-    match QnnDevice::open(lib_dir, &DeviceOptions::default()) {
-        Ok(d) => Availability::Available(d.info().clone()),
-        Err(e) => Availability::Unavailable(e.to_string()),
-    }
 }
 
 /// An opened QNN HTP backend: library, System library (to read context binaries), logger,

@@ -159,21 +159,26 @@ fn burst_prefill_runs_and_matches_default() {
             b = b.perf_mode(mode);
         }
         let mut p = b.build(&m.spec, &m.weights).unwrap();
-        let report = p.report().clone();
+        let report = (
+            p.report().clone(),
+            p.perf_mode(),
+            p.perf_mode_error().map(str::to_owned),
+            p.perf_mode_applied().map_err(str::to_owned),
+        );
         let vote = p.perf_vote().map(|v| (v.mode(), v.power_config_id()));
         let (logits, _) = p.run_prompt(&tokens).unwrap();
         (report, vote, logits)
     };
     let (base_report, base_vote, base) = run(None);
-    assert_eq!(base_report.perf_mode, PerfMode::Default);
-    assert_eq!(base_report.perf_mode_applied(), Ok(PerfMode::Default));
+    assert_eq!(base_report.1, PerfMode::Default);
+    assert_eq!(base_report.3, Ok(PerfMode::Default));
     assert!(base_vote.is_none());
 
     let (report, vote, burst) = run(Some(PerfMode::Burst));
     eprintln!("burst report: {report:?}, vote {vote:?}");
-    assert_eq!(report.perf_mode, PerfMode::Burst);
-    assert_eq!(report.perf_mode_error, None);
-    assert_eq!(report.perf_mode_applied(), Ok(PerfMode::Burst));
+    assert_eq!(report.1, PerfMode::Burst);
+    assert_eq!(report.2, None);
+    assert_eq!(report.3, Ok(PerfMode::Burst));
     assert_eq!(vote.map(|v| v.0), Some(PerfMode::Burst));
     assert_eq!(burst.len(), base.len());
     assert!(

@@ -142,17 +142,17 @@ fn compile_for_a_soc_then_restore() {
                     .build(&model.spec, &model.weights)
             };
             let mut first = build().unwrap();
-            assert_eq!(first.report().source, tandem_qnn::ContextSource::Finalized);
+            assert_eq!(first.report().source, tandem_hal::PreparedFrom::Finalized);
             let (want, _) = first.run_prompt(&[5, 6, 7, 8, 9, 10, 11, 12, 13]).unwrap();
             drop(first);
             let mut second = build().unwrap();
             let r = second.report().clone();
             if sharing && cfg!(target_arch = "x86_64") {
-                assert_eq!(r.source, tandem_qnn::ContextSource::Finalized, "{r:?}");
+                assert_eq!(r.source, tandem_hal::PreparedFrom::Finalized, "{r:?}");
                 let why = r.cache_rejected.unwrap_or_default();
                 assert!(why.contains("weight sharing"), "{why}");
             } else {
-                assert_eq!(r.source, tandem_qnn::ContextSource::Restored, "{r:?}");
+                assert_eq!(r.source, tandem_hal::PreparedFrom::Restored, "{r:?}");
             }
             let (got, _) = second.run_prompt(&[5, 6, 7, 8, 9, 10, 11, 12, 13]).unwrap();
             assert_eq!(

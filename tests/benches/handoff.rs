@@ -4,11 +4,11 @@
 //! test-fixture-sized one (4 layers, 2 KV heads, head_dim 16, 5 valid tokens of an AR-8 chunk).
 //! Throughput is the fp16 K/V bytes read from the graph outputs ([`ChunkOutput::kv_bytes`]).
 //!
-//! `cargo bench -p tandem-scheduler --bench handoff -- --warm-up-time 1 --measurement-time 3`
+//! `cargo bench -p tandem-tests --bench handoff -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tandem_cpu::KvCache;
-use tandem_qnn::{ChunkOutput, KvLayout};
+use tandem_hal::{ChunkOutput, KvCache};
+use tandem_qnn::KvLayout;
 use tandem_scheduler::handoff::handoff;
 
 struct Shape {
@@ -53,7 +53,7 @@ fn chunk(s: &Shape) -> ChunkOutput {
             .map(|l| tandem_qnn::conv::random_f16_bytes(elems, seed + l))
             .collect()
     };
-    ChunkOutput::from_parts(0, s.n_tokens, s.layout, Vec::new(), raw(1), raw(1000))
+    tandem_qnn::chunk_output_from_parts(0, s.n_tokens, s.layout, Vec::new(), raw(1), raw(1000))
         .expect("consistent parts")
 }
 

@@ -17,13 +17,17 @@
 //! margin exceeds the measured max abs error. A wrong mask, RoPE offset, past-K/V layout or norm
 //! gives errors of order 1 and fails all three.
 
+// The QNN crate's own test helpers (library lookup, serialisation, error measures); this test
+// lives here because it compares against the CPU backend, which `tandem-qnn` must not depend on.
+#[path = "../../backends/qnn/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;
 
 use common::*;
-use tandem_cpu::{CpuModel, KvCache, Logits, ThreadPool, WeightFormat};
+use tandem_cpu::{CpuModel, Logits, ThreadPool, WeightFormat};
 use tandem_graphs::spec::{Arch, LayerWeights, ModelSpec, ModelWeights, RopeScaling, RopeSpec};
+use tandem_hal::KvCache;
 use tandem_hal::Tensor;
 use tandem_qnn::QnnPrefillBuilder;
 

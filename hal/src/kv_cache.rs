@@ -1,11 +1,33 @@
-//! The CPU-side KV cache: per layer, K and V as `[n_kv_heads, capacity, head_dim]` f32, so one
-//! head's past keys are contiguous for the attention loop. `len` positions are valid.
+//! The KV cache every delegate reads and writes: per layer, K and V as
+//! `[n_kv_heads, capacity, head_dim]` f32, so one head's past keys are contiguous for the CPU's
+//! attention loop. `len` positions are valid.
 //!
-//! Writers that fill several layers at once (the NPU→CPU handoff) take disjoint per-layer views
-//! with [`KvCache::layers_mut`]; positions become valid only through [`KvCache::advance`].
+//! It is the canonical copy of a sequence's keys and values. The CPU decodes from it; a prefill
+//! delegate reads the past positions from it and its chunk outputs are written into it
+//! ([`crate::delegate::ChunkOutput::write_to`], or per layer through the disjoint views of
+//! [`KvCache::layers_mut`]); positions become valid only through [`KvCache::advance`].
 
-use tandem_graphs::ModelSpec;
-use tandem_hal::{Error, Result};
+use crate::{Error, Result};
+
+/// The geometry of a model's KV cache: what [`KvCache::new`] needs to know about the model.
+/// `tandem_graphs` converts a `ModelSpec` into one (`KvCache::new(&spec, ctx)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvShape {
+    pub n_layers: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl KvShape {
+    /// Bytes one position takes over all layers (K and V, f32).
+    pub fn bytes_per_position(&self) -> Option<usize> {
+        2usize
+            .checked_mul(self.n_layers)?
+            .checked_mul(self.n_kv_heads)?
+            .checked_mul(self.head_dim)?
+            .checked_mul(4)
+    }
+}
 
 /// K/V of every layer for positions `0..len` of one sequence.
 #[derive(Clone, Debug)]
@@ -19,9 +41,20 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache holding up to `capacity` positions.
-    pub fn new(spec: &ModelSpec, capacity: usize) -> KvCache {
-        KvCache::with_shape(spec.n_layers, spec.n_kv_heads, spec.head_dim, capacity)
+    /// An empty cache holding up to `capacity` positions of a model of this `shape` (a
+    /// [`KvShape`], or anything that converts into one such as `&tandem_graphs::ModelSpec`).
+    pub fn new(shape: impl Into<KvShape>, capacity: usize) -> KvCache {
+        let s = shape.into();
+        KvCache::with_shape(s.n_layers, s.n_kv_heads, s.head_dim, capacity)
+    }
+
+    /// The geometry of this cache.
+    pub fn shape(&self) -> KvShape {
+        KvShape {
+            n_layers: self.n_layers(),
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+        }
     }
 
     /// An empty cache of the given geometry, for code that has no [`ModelSpec`] at hand (tools,
