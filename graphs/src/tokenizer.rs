@@ -99,16 +99,23 @@ fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokeniz
 }
 
 /// Walks the whole document: normalizers and post-processors can nest inside `Sequence`s.
+///
+/// Normalizers are picked by their `type`; post-processors are not: tokenizers deserializes them
+/// as an untagged enum, which ignores `type`, so any object with the fields of a
+/// `TemplateProcessing` (`single`, `pair`, `special_tokens`) becomes one, whatever its `type`
+/// says (the fuzzer found `"tyqe": "TemplateProcessing"` panicking at the first `encode`).
 fn check_known_panics(v: &Json) -> std::result::Result<(), String> {
     match v {
         Json::Object(o) => {
-            match o.get("type").and_then(Json::as_str) {
-                Some("Precompiled") => {
-                    serde_json::from_value::<tokenizers::normalizers::Precompiled>(v.clone())
-                        .map_err(|e| format!("Precompiled normalizer: {e}"))?;
-                }
-                Some("TemplateProcessing") => check_template_processing(o)?,
-                _ => {}
+            if o.get("type").and_then(Json::as_str) == Some("Precompiled") {
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(v.clone())
+                    .map_err(|e| format!("Precompiled normalizer: {e}"))?;
+            }
+            if ["single", "pair", "special_tokens"]
+                .iter()
+                .all(|k| o.contains_key(*k))
+            {
+                check_template_processing(o)?;
             }
             o.values().try_for_each(check_known_panics)
         }
