@@ -817,3 +817,55 @@ fn absurd_contexts_are_refused_before_allocating() {
         assert!(msg.contains("GiB") || msg.contains("overflows"), "{msg}");
     }
 }
+
+/// A model the HTP lowering cannot express (here partial RoPE, which the CPU runs) is refused when
+/// the delegate prepares it, with an error naming the op graph's node, and the engine prefills on
+/// the CPU and says why.
+#[test]
+fn npu_refuses_an_op_it_cannot_lower_at_prepare_and_the_cpu_takes_over() {
+    let Some(lib) = qnn_lib_dir() else { return };
+    let _g = npu_lock();
+    let fixture = load("llama-gqa");
+    let (loaded, tokenizer, cpu) = {
+        let path = tandem_tests::fixtures().join("llama-gqa").join("hf-f32");
+        let m = Model::load(&ModelSource::Path(path), &LoadOptions::default()).unwrap();
+        (m.loaded, m.tokenizer, m.cpu)
+    };
+    let mut loaded = loaded;
+    loaded.spec.rope.rotary_dim = loaded.spec.head_dim / 2;
+    let model = Arc::new(Model {
+        loaded,
+        tokenizer,
+        chat_template: None,
+        cpu,
+        load_ms: 0.0,
+    });
+    let e = engine(&model, PrefillPolicy::Npu, Some(&lib));
+    let NpuState::Unavailable(why) = e.npu_state() else {
+        panic!(
+            "the NPU prepared a model it cannot lower: {:?}",
+            e.npu_state()
+        );
+    };
+    assert!(why.contains("cannot run this model"), "{why}");
+    assert!(
+        why.contains("l0.q_rope") && why.contains("partial RoPE"),
+        "{why}"
+    );
+    let out = e
+        .new_session()
+        .generate(greedy(&[1, 2, 3], 4), |_| {})
+        .unwrap();
+    assert_eq!(out.stats.prefill_device, "cpu");
+    assert!(out
+        .stats
+        .fallback
+        .unwrap_or_default()
+        .contains("partial RoPE"));
+    // The CPU ran the model as loaded (full RoPE): the same tokens as the fixture's own engine.
+    let want = engine(&fixture, PrefillPolicy::Cpu, None)
+        .new_session()
+        .generate(greedy(&[1, 2, 3], 4), |_| {})
+        .unwrap();
+    assert_eq!(out.generated, want.generated);
+}

@@ -1,11 +1,13 @@
-//! The transformer block of [`tandem_graphs::spec`] executed with the CPU kernels over a
+//! The model's op graph ([`tandem_graphs::DecoderGraph`]) executed with the CPU kernels over a
 //! [`KvCache`]. Prefill and decode are the same code: `forward` takes any number of new tokens
 //! that follow the cache's valid positions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tandem_graphs::{LayerWeights, ModelSpec, ModelWeights};
-use tandem_hal::{DType, Error, KvCache, Result, Tensor};
+use tandem_graphs::ops::{Activation, Mask};
+use tandem_graphs::{DecoderGraph, ModelSpec, ModelWeights, Op, RopeSpec, WeightRef};
+use tandem_hal::{DType, Error, KvCache, Result};
 
 use crate::kernels::{self, Matrix};
 use crate::pool::ThreadPool;
@@ -45,31 +47,68 @@ pub enum Logits {
     All,
 }
 
-struct CpuLayer {
-    attn_norm: Vec<f32>,
-    wq: Matrix,
-    wk: Matrix,
-    wv: Matrix,
-    bq: Option<Vec<f32>>,
-    bk: Option<Vec<f32>>,
-    bv: Option<Vec<f32>>,
-    q_norm: Option<Vec<f32>>,
-    k_norm: Option<Vec<f32>>,
-    wo: Matrix,
-    ffn_norm: Vec<f32>,
-    w_gate: Matrix,
-    w_up: Matrix,
-    w_down: Matrix,
+/// One op of the [`DecoderGraph`] with its weights resolved to the CPU's copies (indices into
+/// [`CpuModel::matrices`] / [`CpuModel::vectors`]) and its frequency table.
+#[derive(Clone, Debug)]
+enum Step {
+    Embedding {
+        table: usize,
+    },
+    RmsNorm {
+        x: usize,
+        w: usize,
+        dim: usize,
+        eps: f32,
+    },
+    Linear {
+        x: usize,
+        w: usize,
+        bias: Option<usize>,
+    },
+    Rope {
+        x: usize,
+        head_dim: usize,
+        table: usize,
+    },
+    Attention {
+        q: usize,
+        k: usize,
+        v: usize,
+        layer: usize,
+        n_heads: usize,
+        n_kv_heads: usize,
+        head_dim: usize,
+        scale: f32,
+    },
+    Add {
+        a: usize,
+        b: usize,
+    },
+    Glu {
+        gate: usize,
+        up: usize,
+    },
 }
 
-/// A model ready to run on the CPU: matrices in their compute format, vectors in f32.
+/// A model ready to run on the CPU: the model's [`DecoderGraph`] with its matrices in their
+/// compute format and its vectors in f32.
+///
+/// `forward` executes the graph node by node with the CPU kernels. Each value lives in a buffer
+/// from a small per-call pool and goes back to it after its last reader
+/// ([`DecoderGraph::last_uses`]); ops that can work in place (RoPE, per-head norms, residual
+/// adds, the gated activation, biases) reuse their input's buffer when nothing reads it later, so
+/// a forward pass allocates a handful of buffers, as the hand-written pass did.
 pub struct CpuModel {
     spec: ModelSpec,
-    embd: Matrix,
-    layers: Vec<CpuLayer>,
-    norm: Vec<f32>,
-    lm_head: Matrix,
-    inv_freq: Vec<f32>,
+    graph: DecoderGraph,
+    steps: Vec<Step>,
+    last_use: Vec<usize>,
+    /// For every node, the values whose last reader it is (freed after it runs).
+    frees: Vec<Vec<usize>>,
+    matrices: Vec<Matrix>,
+    vectors: Vec<Vec<f32>>,
+    /// Inverse frequencies of every distinct RoPE of the graph.
+    inv_freqs: Vec<(RopeSpec, Vec<f32>)>,
     pool: Arc<ThreadPool>,
 }
 
@@ -81,54 +120,153 @@ impl CpuModel {
         format: WeightFormat,
         pool: Arc<ThreadPool>,
     ) -> Result<CpuModel> {
-        let mat = |t: &Tensor| -> Result<Matrix> {
-            let m = Matrix::from_tensor(t)?;
-            match format {
-                WeightFormat::Convert(to) if to != m.dtype => m.convert(to, &pool),
-                _ => Ok(m),
-            }
+        let graph = DecoderGraph::from_spec(&spec);
+        graph.check_weights(weights).map_err(Error::InvalidInput)?;
+        let tensor = |w: WeightRef| {
+            weights
+                .get(w)
+                .ok_or_else(|| Error::InvalidInput(format!("the model has no weight `{w}`")))
         };
-        let vec = |t: &Tensor| t.to_f32_vec();
-        let layers = weights
-            .layers
+        let mut matrices: Vec<Matrix> = Vec::new();
+        let mut vectors: Vec<Vec<f32>> = Vec::new();
+        let mut inv_freqs: Vec<(RopeSpec, Vec<f32>)> = Vec::new();
+        // (weight, used as an embedding table) -> index
+        let mut mat_index: HashMap<(WeightRef, bool), usize> = HashMap::new();
+        let mut vec_index: HashMap<WeightRef, usize> = HashMap::new();
+        let mut matrix = |w: WeightRef, embedding: bool| -> Result<usize> {
+            if let Some(&i) = mat_index.get(&(w, embedding)) {
+                return Ok(i);
+            }
+            let m = Matrix::from_tensor(tensor(w)?)?;
+            // The embedding is only ever read one row at a time, so it stays as stored; a tied LM
+            // head shares its bytes unless a conversion was asked for.
+            let m = match format {
+                WeightFormat::Convert(to) if to != m.dtype && !embedding => m.convert(to, &pool)?,
+                _ => m,
+            };
+            matrices.push(m);
+            mat_index.insert((w, embedding), matrices.len() - 1);
+            Ok(matrices.len() - 1)
+        };
+        let mut vector = |w: WeightRef| -> Result<usize> {
+            if let Some(&i) = vec_index.get(&w) {
+                return Ok(i);
+            }
+            vectors.push(tensor(w)?.to_f32_vec());
+            vec_index.insert(w, vectors.len() - 1);
+            Ok(vectors.len() - 1)
+        };
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        for node in &graph.nodes {
+            let step = match &node.op {
+                Op::Embedding { table } => Step::Embedding {
+                    table: matrix(*table, true)?,
+                },
+                Op::RmsNorm {
+                    x,
+                    weight,
+                    dim,
+                    eps,
+                } => Step::RmsNorm {
+                    x: x.0,
+                    w: vector(*weight)?,
+                    dim: *dim,
+                    eps: *eps,
+                },
+                Op::Linear { x, weight, bias } => Step::Linear {
+                    x: x.0,
+                    w: matrix(*weight, false)?,
+                    bias: bias.map(&mut vector).transpose()?,
+                },
+                Op::Rope { x, head_dim, rope } => {
+                    if rope.rotary_dim > *head_dim || rope.rotary_dim % 2 != 0 {
+                        return Err(Error::InvalidInput(format!(
+                            "node `{}`: rotary_dim {} of head_dim {head_dim}",
+                            node.name, rope.rotary_dim
+                        )));
+                    }
+                    let table = match inv_freqs.iter().position(|(r, _)| r == rope) {
+                        Some(i) => i,
+                        None => {
+                            inv_freqs.push((rope.clone(), rope.inv_freq()));
+                            inv_freqs.len() - 1
+                        }
+                    };
+                    Step::Rope {
+                        x: x.0,
+                        head_dim: *head_dim,
+                        table,
+                    }
+                }
+                Op::Attention {
+                    q,
+                    k,
+                    v,
+                    layer,
+                    n_heads,
+                    n_kv_heads,
+                    head_dim,
+                    scale,
+                    mask: Mask::Causal,
+                } => Step::Attention {
+                    q: q.0,
+                    k: k.0,
+                    v: v.0,
+                    layer: *layer,
+                    n_heads: *n_heads,
+                    n_kv_heads: *n_kv_heads,
+                    head_dim: *head_dim,
+                    scale: *scale,
+                },
+                Op::Add { a, b } => Step::Add { a: a.0, b: b.0 },
+                Op::Glu {
+                    gate,
+                    up,
+                    act: Activation::Silu,
+                } => Step::Glu {
+                    gate: gate.0,
+                    up: up.0,
+                },
+            };
+            steps.push(step);
+        }
+        let last_use = graph.last_uses();
+        let frees = graph
+            .nodes
             .iter()
-            .map(|l: &LayerWeights| {
-                Ok(CpuLayer {
-                    attn_norm: vec(&l.attn_norm),
-                    wq: mat(&l.wq)?,
-                    wk: mat(&l.wk)?,
-                    wv: mat(&l.wv)?,
-                    bq: l.bq.as_ref().map(vec),
-                    bk: l.bk.as_ref().map(vec),
-                    bv: l.bv.as_ref().map(vec),
-                    q_norm: l.q_norm.as_ref().map(vec),
-                    k_norm: l.k_norm.as_ref().map(vec),
-                    wo: mat(&l.wo)?,
-                    ffn_norm: vec(&l.ffn_norm),
-                    w_gate: mat(&l.w_gate)?,
-                    w_up: mat(&l.w_up)?,
-                    w_down: mat(&l.w_down)?,
-                })
+            .enumerate()
+            .map(|(i, node)| {
+                let mut dying: Vec<usize> = node
+                    .op
+                    .inputs()
+                    .into_iter()
+                    .map(|v| v.0)
+                    .filter(|&v| last_use[v] == i)
+                    .collect();
+                dying.dedup();
+                dying
             })
-            .collect::<Result<Vec<_>>>()?;
-        // The embedding is only ever read one row at a time, so it stays as stored; a tied LM head
-        // shares its bytes unless a conversion was asked for.
-        let embd = Matrix::from_tensor(&weights.token_embd)?;
-        let lm_head = mat(weights.lm_head())?;
-        let inv_freq = spec.rope.inv_freq();
+            .collect();
         Ok(CpuModel {
-            embd,
-            layers,
-            norm: vec(&weights.norm),
-            lm_head,
-            inv_freq,
-            pool,
             spec,
+            graph,
+            steps,
+            last_use,
+            frees,
+            matrices,
+            vectors,
+            inv_freqs,
+            pool,
         })
     }
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// The op graph this model executes.
+    pub fn graph(&self) -> &DecoderGraph {
+        &self.graph
     }
 
     pub fn pool(&self) -> &Arc<ThreadPool> {
@@ -137,20 +275,19 @@ impl CpuModel {
 
     /// Bytes of weights as held for compute.
     pub fn weight_bytes(&self) -> usize {
-        let mut n = self.embd.size_bytes() + self.lm_head.size_bytes();
-        for l in &self.layers {
-            for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                n += m.size_bytes();
-            }
-        }
-        n
+        self.matrices.iter().map(Matrix::size_bytes).sum()
     }
 
-    /// Type of the layer matrices (after any conversion), for stats.
+    /// Type of the layer matrices (after any conversion), for stats: that of the first
+    /// projection (the LM head's in a model without layers).
     pub fn weight_dtype(&self) -> DType {
-        self.layers
-            .first()
-            .map_or(self.lm_head.dtype, |l| l.wq.dtype)
+        self.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Linear { w, .. } => Some(self.matrices[*w].dtype),
+                _ => None,
+            })
+            .unwrap_or(DType::F32)
     }
 
     /// Runs `tokens` (positions `cache.len()..`) through the model, appends their K/V to `cache`
@@ -168,121 +305,162 @@ impl CpuModel {
                 s.vocab_size
             )));
         }
-        let start = cache.len();
-        let (hidden, q_dim, kv_dim, inter) =
-            (s.hidden_size, s.q_dim(), s.kv_dim(), s.intermediate_size);
-
-        let mut x = vec![0.0f32; n * hidden];
-        for (row, &t) in x.chunks_exact_mut(hidden).zip(tokens) {
-            self.embd.row_to_f32(t as usize, row);
+        if cache.n_layers() < self.graph.n_cache_layers {
+            return Err(Error::InvalidInput(format!(
+                "KV cache has {} layers, the model {}",
+                cache.n_layers(),
+                self.graph.n_cache_layers
+            )));
         }
-        let mut h = vec![0.0f32; n * hidden];
-        let mut q = vec![0.0f32; n * q_dim];
-        let mut k = vec![0.0f32; n * kv_dim];
-        let mut v = vec![0.0f32; n * kv_dim];
-        let mut attn = vec![0.0f32; n * q_dim];
-        let mut o = vec![0.0f32; n * hidden];
-        let mut gate = vec![0.0f32; n * inter];
-        let mut up = vec![0.0f32; n * inter];
-
-        let (cos, sin) = self.rope_table(start, n);
-        for (li, layer) in self.layers.iter().enumerate() {
-            rms_norm_rows(&x, &layer.attn_norm, s.rms_norm_eps, &mut h);
-            kernels::matmul(&self.pool, &layer.wq, &h, n, &mut q);
-            kernels::matmul(&self.pool, &layer.wk, &h, n, &mut k);
-            kernels::matmul(&self.pool, &layer.wv, &h, n, &mut v);
-            for (buf, bias) in [
-                (&mut q, &layer.bq),
-                (&mut k, &layer.bk),
-                (&mut v, &layer.bv),
-            ] {
-                if let Some(b) = bias {
-                    for row in buf.chunks_exact_mut(b.len()) {
-                        kernels::add(row, b);
+        let start = cache.len();
+        let tables: Vec<(Vec<f32>, Vec<f32>)> = self
+            .inv_freqs
+            .iter()
+            .map(|(_, inv)| rope_table(inv, start, n))
+            .collect();
+        let mut vals: Vec<Option<Vec<f32>>> = vec![None; self.steps.len()];
+        let mut free: Vec<Vec<f32>> = Vec::new();
+        let hidden = self.graph.hidden.0;
+        let mut rows = n;
+        for (i, step) in self.steps.iter().enumerate() {
+            let width = self.graph.nodes[i].width;
+            let out = match step {
+                Step::Embedding { table } => {
+                    let table = &self.matrices[*table];
+                    let mut out = take(&mut free, rows * width);
+                    for (row, &t) in out.chunks_exact_mut(width).zip(tokens) {
+                        table.row_to_f32(t as usize, row);
+                    }
+                    out
+                }
+                Step::RmsNorm { x, w, dim, eps } => {
+                    let w = &self.vectors[*w];
+                    if *dim == width {
+                        let mut out = take(&mut free, rows * width);
+                        rms_norm_rows(value(&vals, *x), w, *eps, &mut out);
+                        out
+                    } else {
+                        let mut out = self.in_place(&mut vals, &mut free, *x, i);
+                        head_rms_norm(&mut out, w, *eps);
+                        out
                     }
                 }
+                Step::Linear { x, w, bias } => {
+                    let mut out = take(&mut free, rows * width);
+                    let m = &self.matrices[*w];
+                    kernels::matmul(&self.pool, m, value(&vals, *x), rows, &mut out);
+                    if let Some(b) = bias {
+                        let b = &self.vectors[*b];
+                        for row in out.chunks_exact_mut(b.len()) {
+                            kernels::add(row, b);
+                        }
+                    }
+                    out
+                }
+                Step::Rope { x, head_dim, table } => {
+                    let mut out = self.in_place(&mut vals, &mut free, *x, i);
+                    let (cos, sin) = &tables[*table];
+                    let half = self.inv_freqs[*table].1.len();
+                    rope(&mut out, (cos, sin), *head_dim, half);
+                    out
+                }
+                Step::Attention {
+                    q,
+                    k,
+                    v,
+                    layer,
+                    n_heads,
+                    n_kv_heads,
+                    head_dim,
+                    scale,
+                } => {
+                    cache.write(*layer, start, value(&vals, *k), value(&vals, *v));
+                    let mut out = take(&mut free, rows * width);
+                    let shape = AttentionShape {
+                        n_heads: *n_heads,
+                        group: n_heads / n_kv_heads,
+                        head_dim: *head_dim,
+                        scale: *scale,
+                    };
+                    self.attention(value(&vals, *q), cache, *layer, start, shape, &mut out);
+                    out
+                }
+                Step::Add { a, b } => {
+                    let mut out = self.in_place(&mut vals, &mut free, *a, i);
+                    kernels::add(&mut out, value(&vals, *b));
+                    out
+                }
+                Step::Glu { gate, up } => {
+                    let mut out = self.in_place(&mut vals, &mut free, *gate, i);
+                    kernels::silu_mul(&mut out, value(&vals, *up));
+                    out
+                }
+            };
+            vals[i] = Some(out);
+            for &v in &self.frees[i] {
+                if let Some(buf) = vals[v].take() {
+                    free.push(buf);
+                }
             }
-            if let Some(w) = &layer.q_norm {
-                head_rms_norm(&mut q, w, s.rms_norm_eps);
-            }
-            if let Some(w) = &layer.k_norm {
-                head_rms_norm(&mut k, w, s.rms_norm_eps);
-            }
-            self.rope(&mut q, (&cos, &sin), s.n_heads);
-            self.rope(&mut k, (&cos, &sin), s.n_kv_heads);
-            cache.write(li, start, &k, &v);
-            self.attention(&q, cache, li, start, &mut attn);
-            kernels::matmul(&self.pool, &layer.wo, &attn, n, &mut o);
-            kernels::add(&mut x, &o);
-
-            rms_norm_rows(&x, &layer.ffn_norm, s.rms_norm_eps, &mut h);
-            kernels::matmul(&self.pool, &layer.w_gate, &h, n, &mut gate);
-            kernels::matmul(&self.pool, &layer.w_up, &h, n, &mut up);
-            kernels::silu_mul(&mut gate, &up);
-            kernels::matmul(&self.pool, &layer.w_down, &gate, n, &mut o);
-            kernels::add(&mut x, &o);
-        }
-        cache.advance(n);
-
-        let rows: &[f32] = match which {
-            Logits::Last => &x[(n - 1) * hidden..],
-            Logits::All => &x,
-        };
-        let m = rows.len() / hidden;
-        let mut normed = vec![0.0f32; rows.len()];
-        rms_norm_rows(rows, &self.norm, s.rms_norm_eps, &mut normed);
-        let mut logits = vec![0.0f32; m * s.vocab_size];
-        kernels::matmul(&self.pool, &self.lm_head, &normed, m, &mut logits);
-        Ok(logits)
-    }
-
-    /// cos/sin of every rotary frequency at positions `start..start + n`, `[n, rotary_dim / 2]`
-    /// each; computed once per forward pass and shared by q, k and every layer.
-    fn rope_table(&self, start: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
-        let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(n * half);
-        let mut sin = Vec::with_capacity(n * half);
-        for t in 0..n {
-            // Angles in f32 like the reference (positions · inv_freq computed in float32).
-            let pos = (start + t) as f32;
-            for &f in &self.inv_freq {
-                let a = pos * f;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
-        (cos, sin)
-    }
-
-    /// Rotates each head of `buf` (`[n, heads * head_dim]`) with the [`Self::rope_table`] rows,
-    /// pairing element i with i + rotary_dim/2 (Hugging Face `rotate_half`).
-    fn rope(&self, buf: &mut [f32], (cos, sin): (&[f32], &[f32]), heads: usize) {
-        let d = self.spec.head_dim;
-        let half = self.inv_freq.len();
-        for (t, row) in buf.chunks_exact_mut(heads * d).enumerate() {
-            let (cos, sin) = (&cos[t * half..][..half], &sin[t * half..][..half]);
-            for head in row.chunks_exact_mut(d) {
-                for i in 0..half {
-                    let (x0, x1) = (head[i], head[i + half]);
-                    head[i] = x0 * cos[i] - x1 * sin[i];
-                    head[i + half] = x1 * cos[i] + x0 * sin[i];
+            if i == hidden {
+                // Past the last hidden state only the rows whose logits are wanted go on.
+                if which == Logits::Last && n > 1 {
+                    if let Some(x) = vals[i].as_mut() {
+                        x.drain(..(n - 1) * width);
+                    }
+                    rows = 1;
                 }
             }
         }
+        cache.advance(n);
+        let logits = self.graph.logits.0;
+        vals[logits]
+            .take()
+            .ok_or_else(|| Error::InvalidInput("the graph computed no logits".into()))
+    }
+
+    /// The buffer of `x` for node `at` to overwrite: `x`'s own when nothing reads `x` after `at`,
+    /// else a copy.
+    fn in_place(
+        &self,
+        vals: &mut [Option<Vec<f32>>],
+        free: &mut Vec<Vec<f32>>,
+        x: usize,
+        at: usize,
+    ) -> Vec<f32> {
+        if self.last_use[x] == at {
+            if let Some(buf) = vals[x].take() {
+                return buf;
+            }
+        }
+        let src = value(vals, x);
+        let mut out = take(free, src.len());
+        out.copy_from_slice(src);
+        out
     }
 
     /// Causal GQA attention of the `n` new queries (positions `start..start + n`) over the cache,
     /// split across the pool by (token, head).
-    fn attention(&self, q: &[f32], cache: &KvCache, layer: usize, start: usize, out: &mut [f32]) {
-        let s = &self.spec;
-        let d = s.head_dim;
-        let group = s.gqa_group();
-        let scale = 1.0 / (d as f32).sqrt();
+    fn attention(
+        &self,
+        q: &[f32],
+        cache: &KvCache,
+        layer: usize,
+        start: usize,
+        shape: AttentionShape,
+        out: &mut [f32],
+    ) {
+        let AttentionShape {
+            n_heads,
+            group,
+            head_dim: d,
+            scale,
+        } = shape;
         par_chunks_mut(&self.pool, out, d, |idx, o| {
-            let (t, head) = (idx / s.n_heads, idx % s.n_heads);
+            let (t, head) = (idx / n_heads, idx % n_heads);
             let kv_head = head / group;
             let seen = start + t + 1;
-            let qh = &q[(t * s.n_heads + head) * d..][..d];
+            let qh = &q[(t * n_heads + head) * d..][..d];
             let keys = cache.keys(layer, kv_head, seen);
             let values = cache.values(layer, kv_head, seen);
             let mut scores: Vec<f32> = keys
@@ -295,6 +473,62 @@ impl CpuModel {
                 kernels::axpy(*p, vr, o);
             }
         });
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AttentionShape {
+    n_heads: usize,
+    group: usize,
+    head_dim: usize,
+    scale: f32,
+}
+
+/// A buffer of `len` floats from the pool (contents unspecified: every op overwrites its whole
+/// output).
+fn take(free: &mut Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut buf = free.pop().unwrap_or_default();
+    buf.resize(len, 0.0);
+    buf
+}
+
+/// The computed value `x` (the graph is topological, so it exists).
+fn value(vals: &[Option<Vec<f32>>], x: usize) -> &[f32] {
+    vals[x].as_deref().unwrap_or(&[])
+}
+
+/// cos/sin of every rotary frequency at positions `start..start + n`, `[n, rotary_dim / 2]`
+/// each; computed once per forward pass per RoPE and shared by q, k and every layer.
+fn rope_table(inv_freq: &[f32], start: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    let half = inv_freq.len();
+    let mut cos = Vec::with_capacity(n * half);
+    let mut sin = Vec::with_capacity(n * half);
+    for t in 0..n {
+        // Angles in f32 like the reference (positions · inv_freq computed in float32).
+        let pos = (start + t) as f32;
+        for &f in inv_freq {
+            let a = pos * f;
+            cos.push(a.cos());
+            sin.push(a.sin());
+        }
+    }
+    (cos, sin)
+}
+
+/// Rotates each `d`-wide head of `buf` (`[n, heads * d]`) with the [`rope_table`] rows, pairing
+/// element i with i + half (Hugging Face `rotate_half`; `half` = rotary_dim / 2).
+fn rope(buf: &mut [f32], (cos, sin): (&[f32], &[f32]), d: usize, half: usize) {
+    let n = cos.len() / half.max(1);
+    let row_len = buf.len() / n.max(1);
+    for (t, row) in buf.chunks_exact_mut(row_len).enumerate() {
+        let (cos, sin) = (&cos[t * half..][..half], &sin[t * half..][..half]);
+        for head in row.chunks_exact_mut(d) {
+            for i in 0..half {
+                let (x0, x1) = (head[i], head[i + half]);
+                head[i] = x0 * cos[i] - x1 * sin[i];
+                head[i + half] = x1 * cos[i] + x0 * sin[i];
+            }
+        }
     }
 }
 

@@ -381,6 +381,7 @@ fn finalize(
     estimates: &mut Vec<CostEstimate>,
 ) -> Result<(Context, Vec<ChunkGraph>)> {
     let lowered = LoweredWeights::new(spec, weights)?;
+    let ops = tandem_graphs::DecoderGraph::from_spec(spec);
     let context = Context::new(
         &device.backend,
         device.device.as_ref(),
@@ -391,7 +392,7 @@ fn finalize(
         let t = Instant::now();
         let graph = context.create_graph(&shape.graph_name(), opts)?;
         let mut lw = Lowerer::new(&graph, &lowered);
-        lower_model(&mut lw, spec, shape)?;
+        lower_model(&mut lw, spec, &ops, shape)?;
         let (inputs, outputs) = (lw.inputs.clone(), lw.outputs.clone());
         drop(lw);
         let lowered_at = t.elapsed();

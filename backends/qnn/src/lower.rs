@@ -1,5 +1,5 @@
-//! Lowering: the transformer block of [`tandem_graphs::spec`] as QNN ops (package `qti.aisw`),
-//! one fixed-shape AR-N chunk graph per chunk size over a fixed context length.
+//! Lowering: the model's op graph ([`tandem_graphs::DecoderGraph`]) as QNN ops (package
+//! `qti.aisw`), one fixed-shape AR-N chunk graph per chunk size over a fixed context length.
 //!
 //! Graph interface (N = chunk, C = ctx, P = C − N, d = head_dim, g = GQA group):
 //!
@@ -31,7 +31,8 @@
 use std::collections::{HashMap, HashSet};
 
 use sys_qnn::*;
-use tandem_graphs::{ModelSpec, ModelWeights};
+use tandem_graphs::ops::{Activation, Mask};
+use tandem_graphs::{DecoderGraph, ModelSpec, ModelWeights, Node, Op, ValueId, WeightRef};
 use tandem_hal::Tensor;
 
 use crate::conv;
@@ -41,7 +42,7 @@ use crate::error::{Error, LowerError, Result};
 pub const DT: Qnn_DataType_t = QNN_DATATYPE_FLOAT_16;
 
 /// Bumped whenever the lowering changes the graphs it produces (part of the cache key).
-pub const LOWERING_VERSION: u32 = 2;
+pub const LOWERING_VERSION: u32 = 3;
 
 /// Model weights converted once to fp16 bytes under their graph names, reused by every chunk
 /// graph (and dropped after finalize).
@@ -512,6 +513,18 @@ impl<'a> Lowerer<'a> {
         self.matmul(&p, v, false, out)
     }
 
+    /// `silu(gate) ⊙ up`, silu(x) = x·sigmoid(x).
+    pub fn swiglu_gate(
+        &mut self,
+        gate: &TensorDesc,
+        up: &TensorDesc,
+        out: &str,
+    ) -> Result<TensorDesc> {
+        let sg = self.sigmoid(gate, &format!("{out}.sigmoid"))?;
+        let silu = self.mul(gate, &sg, &format!("{out}.silu"))?;
+        self.mul(&silu, up, out)
+    }
+
     /// `(silu(h·Wgᵀ) ⊙ h·Wuᵀ)·Wdᵀ`, silu(x) = x·sigmoid(x).
     pub fn swiglu(
         &mut self,
@@ -523,9 +536,7 @@ impl<'a> Lowerer<'a> {
     ) -> Result<TensorDesc> {
         let g = self.linear(h, w_gate, None, &format!("{out}.gate"))?;
         let u = self.linear(h, w_up, None, &format!("{out}.up"))?;
-        let sg = self.sigmoid(&g, &format!("{out}.sigmoid"))?;
-        let silu = self.mul(&g, &sg, &format!("{out}.silu"))?;
-        let m = self.mul(&silu, &u, &format!("{out}.mul"))?;
+        let m = self.swiglu_gate(&g, &u, &format!("{out}.mul"))?;
         self.linear(&m, w_down, None, out)
     }
 }
@@ -548,28 +559,38 @@ impl ChunkShape {
     }
 }
 
-/// Lowers the whole model as the chunk graph `shape` into `lw`'s graph (not finalized).
-pub fn lower_model(lw: &mut Lowerer<'_>, spec: &ModelSpec, shape: ChunkShape) -> Result<()> {
+/// How a value of the op graph is held in the QNN graph. The op graph is token-major rows; the
+/// HTP graph keeps q/k heads-major between RoPE and attention, so each value remembers which
+/// layout it was last materialized in and is reshaped or transposed only where a consumer needs
+/// another.
+#[derive(Clone)]
+enum Held {
+    /// `[N, width]`.
+    Rows(TensorDesc),
+    /// `[N, heads, head_dim]` (a reshape of the rows).
+    Heads(TensorDesc),
+    /// `[heads, N, head_dim]`.
+    HeadMajor(TensorDesc),
+}
+
+/// Lowers the model's op graph ([`DecoderGraph`]) as the chunk graph `shape` into `lw`'s graph
+/// (not finalized). Ops or parameters the HTP lowering does not support are refused with
+/// [`Error::Unsupported`] naming the node, before anything is finalized.
+pub fn lower_model(
+    lw: &mut Lowerer<'_>,
+    spec: &ModelSpec,
+    graph: &DecoderGraph,
+    shape: ChunkShape,
+) -> Result<()> {
     let (n, c, p) = (shape.chunk as u32, shape.ctx as u32, shape.past() as u32);
     if p == 0 {
         return Err(Error::Unsupported(format!(
             "chunk {n} must be smaller than the context {c} (the graph needs past slots)"
         )));
     }
-    if spec.rope.rotary_dim != spec.head_dim {
-        return Err(Error::Unsupported(format!(
-            "partial RoPE (rotary_dim {} of head_dim {})",
-            spec.rope.rotary_dim, spec.head_dim
-        )));
-    }
-    let (d, nh, nkv) = (
-        spec.head_dim as u32,
-        spec.n_heads as u32,
-        spec.n_kv_heads as u32,
-    );
+    let (d, nkv) = (spec.head_dim as u32, spec.n_kv_heads as u32);
     let g = spec.gqa_group() as u32;
-    let eps = spec.rms_norm_eps;
-    for l in 0..spec.n_layers {
+    for l in 0..graph.n_cache_layers {
         lw.mark_output(&format!("new_key_{l}"));
         lw.mark_output(&format!("new_value_{l}"));
     }
@@ -579,74 +600,174 @@ pub fn lower_model(lw: &mut Lowerer<'_>, spec: &ModelSpec, shape: ChunkShape) ->
     let cos = lw.input("cos", &[n, d], DT)?;
     let sin = lw.input("sin", &[n, d], DT)?;
     let mask = lw.input("attention_mask", &[g * n, c], DT)?;
-    let mut past = Vec::with_capacity(spec.n_layers);
-    for l in 0..spec.n_layers {
+    let mut past = Vec::with_capacity(graph.n_cache_layers);
+    for l in 0..graph.n_cache_layers {
         let k = lw.input(&format!("past_key_{l}"), &[nkv, d, p], DT)?;
         let v = lw.input(&format!("past_value_{l}"), &[nkv, p, d], DT)?;
         past.push((k, v));
     }
 
-    let embd = lw.weight("token_embd")?;
-    let mut x = lw.gather(&embd, &ids, "embed")?;
-    let scale = 1.0 / (spec.head_dim as f32).sqrt();
-    for (l, (past_k, past_v)) in past.iter().enumerate() {
-        let pre = format!("l{l}");
-        let w = |s: &str| format!("l{l}.{s}");
-        let has = |lw: &Lowerer<'_>, s: &str| lw.weights.contains(&w(s));
-        let gamma = lw.weight(&w("attn_norm"))?;
-        let h = lw.rms_norm(&x, &gamma, eps, &format!("{pre}.attn_normed"))?;
-        let bias = |s: &str| if has(lw, s) { Some(w(s)) } else { None };
-        let (bq, bk, bv) = (bias("bq"), bias("bk"), bias("bv"));
-        let q = lw.linear(&h, &w("wq"), bq.as_deref(), &format!("{pre}.q"))?;
-        let k = lw.linear(&h, &w("wk"), bk.as_deref(), &format!("{pre}.k"))?;
-        let v = lw.linear(&h, &w("wv"), bv.as_deref(), &format!("{pre}.v"))?;
-
-        let mut q3 = lw.reshape(&q, &[n, nh, d], &format!("{pre}.q_heads"))?;
-        let mut k3 = lw.reshape(&k, &[n, nkv, d], &format!("{pre}.k_heads"))?;
-        if has(lw, "q_norm") {
-            let gq = lw.weight(&w("q_norm"))?;
-            q3 = lw.rms_norm(&q3, &gq, eps, &format!("{pre}.q_normed"))?;
-        }
-        if has(lw, "k_norm") {
-            let gk = lw.weight(&w("k_norm"))?;
-            k3 = lw.rms_norm(&k3, &gk, eps, &format!("{pre}.k_normed"))?;
-        }
-        let qh = lw.transpose(&q3, &[1, 0, 2], &format!("{pre}.q_hnd"))?;
-        let qr = lw.rope(&qh, &cos, &sin, &format!("{pre}.q_rope"))?;
-        let qg = lw.reshape(&qr, &[nkv, g * n, d], &format!("{pre}.q_group"))?;
-        let kh = lw.transpose(&k3, &[1, 0, 2], &format!("{pre}.k_hnd"))?;
-        let kr = lw.rope(&kh, &cos, &sin, &format!("{pre}.k_rope"))?;
-        let new_k = lw.transpose(&kr, &[0, 2, 1], &format!("new_key_{l}"))?;
-        let v3 = lw.reshape(&v, &[n, nkv, d], &format!("{pre}.v_heads"))?;
-        let new_v = lw.transpose(&v3, &[1, 0, 2], &format!("new_value_{l}"))?;
-        let k_all = lw.concat(&[past_k, &new_k], 2, &format!("{pre}.k_all"))?;
-        let v_all = lw.concat(&[past_v, &new_v], 1, &format!("{pre}.v_all"))?;
-
-        let a = lw.attention(&qg, &k_all, &v_all, &mask, scale, &format!("{pre}.attn"))?;
-        let a = lw.reshape(&a, &[nh, n, d], &format!("{pre}.attn_hnd"))?;
-        let a = lw.transpose(&a, &[1, 0, 2], &format!("{pre}.attn_nhd"))?;
-        let a = lw.reshape(&a, &[n, nh * d], &format!("{pre}.attn_rows"))?;
-        let o = lw.linear(&a, &w("wo"), None, &format!("{pre}.attn_out"))?;
-        x = lw.add(&x, &o, &format!("{pre}.resid_attn"))?;
-
-        let gamma = lw.weight(&w("ffn_norm"))?;
-        let h = lw.rms_norm(&x, &gamma, eps, &format!("{pre}.ffn_normed"))?;
-        let f = lw.swiglu(
-            &h,
-            &w("w_gate"),
-            &w("w_up"),
-            &w("w_down"),
-            &format!("{pre}.ffn"),
-        )?;
-        x = lw.add(&x, &f, &format!("{pre}.resid_ffn"))?;
-    }
-    let gamma = lw.weight("norm")?;
-    let xn = lw.rms_norm(&x, &gamma, eps, "final_norm")?;
-    let head = if lw.weights.contains("lm_head") {
-        "lm_head"
-    } else {
-        "token_embd"
+    let unsupported = |node: &Node, why: String| {
+        Error::Unsupported(format!("node `{}` ({}): {why}", node.name, node.op.kind()))
     };
-    lw.linear(&xn, head, None, "logits")?;
-    Ok(())
+    let mut held: Vec<Option<Held>> = vec![None; graph.nodes.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let name = node.name.as_str();
+        let get = |v: ValueId| -> Result<Held> {
+            held[v.0]
+                .clone()
+                .ok_or_else(|| Error::Unsupported(format!("node `{name}` reads an unset value")))
+        };
+        let out = match &node.op {
+            Op::Embedding { table } => {
+                let embd = lw.weight(&weight_name(lw, *table))?;
+                Held::Rows(lw.gather(&embd, &ids, name)?)
+            }
+            Op::RmsNorm {
+                x,
+                weight,
+                dim,
+                eps,
+            } => {
+                let gamma = lw.weight(&weight_name(lw, *weight))?;
+                if *dim == node.width {
+                    let x = rows(lw, get(*x)?, graph.node(*x))?;
+                    Held::Rows(lw.rms_norm(&x, &gamma, *eps, name)?)
+                } else {
+                    let x = heads(lw, get(*x)?, graph.node(*x), *dim as u32)?;
+                    Held::Heads(lw.rms_norm(&x, &gamma, *eps, name)?)
+                }
+            }
+            Op::Linear { x, weight, bias } => {
+                let x = rows(lw, get(*x)?, graph.node(*x))?;
+                let bias = bias.map(|b| weight_name(lw, b));
+                Held::Rows(lw.linear(&x, &weight_name(lw, *weight), bias.as_deref(), name)?)
+            }
+            Op::Rope { x, head_dim, rope } => {
+                if *rope != spec.rope || *head_dim != spec.head_dim {
+                    return Err(unsupported(
+                        node,
+                        "a RoPE other than the model's (the graph has one cos/sin input)".into(),
+                    ));
+                }
+                if rope.rotary_dim != *head_dim {
+                    return Err(unsupported(
+                        node,
+                        format!(
+                            "partial RoPE (rotary_dim {} of head_dim {head_dim})",
+                            rope.rotary_dim
+                        ),
+                    ));
+                }
+                let x = head_major(lw, get(*x)?, graph.node(*x), d)?;
+                Held::HeadMajor(lw.rope(&x, &cos, &sin, name)?)
+            }
+            Op::Attention {
+                q,
+                k,
+                v,
+                layer,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                scale,
+                mask: Mask::Causal,
+            } => {
+                if (*n_heads, *n_kv_heads, *head_dim)
+                    != (spec.n_heads, spec.n_kv_heads, spec.head_dim)
+                {
+                    return Err(unsupported(
+                        node,
+                        "heads other than the model's (the K/V inputs are sized from it)".into(),
+                    ));
+                }
+                let (past_k, past_v) = past.get(*layer).ok_or_else(|| {
+                    unsupported(node, format!("KV cache layer {layer} is not a graph input"))
+                })?;
+                let nh = *n_heads as u32;
+                let qh = head_major(lw, get(*q)?, graph.node(*q), d)?;
+                let qg = lw.reshape(&qh, &[nkv, g * n, d], &format!("{name}.q_group"))?;
+                let kh = head_major(lw, get(*k)?, graph.node(*k), d)?;
+                let new_k = lw.transpose(&kh, &[0, 2, 1], &format!("new_key_{layer}"))?;
+                let vh = heads(lw, get(*v)?, graph.node(*v), d)?;
+                let new_v = lw.transpose(&vh, &[1, 0, 2], &format!("new_value_{layer}"))?;
+                let k_all = lw.concat(&[past_k, &new_k], 2, &format!("{name}.k_all"))?;
+                let v_all = lw.concat(&[past_v, &new_v], 1, &format!("{name}.v_all"))?;
+                let a = lw.attention(&qg, &k_all, &v_all, &mask, *scale, name)?;
+                let a = lw.reshape(&a, &[nh, n, d], &format!("{name}_hnd"))?;
+                let a = lw.transpose(&a, &[1, 0, 2], &format!("{name}_nhd"))?;
+                Held::Rows(lw.reshape(&a, &[n, nh * d], &format!("{name}_rows"))?)
+            }
+            Op::Add { a, b } => {
+                let a = rows(lw, get(*a)?, graph.node(*a))?;
+                let b = rows(lw, get(*b)?, graph.node(*b))?;
+                Held::Rows(lw.add(&a, &b, name)?)
+            }
+            Op::Glu {
+                gate,
+                up,
+                act: Activation::Silu,
+            } => {
+                let gt = rows(lw, get(*gate)?, graph.node(*gate))?;
+                let u = rows(lw, get(*up)?, graph.node(*up))?;
+                Held::Rows(lw.swiglu_gate(&gt, &u, name)?)
+            }
+        };
+        held[i] = Some(out);
+    }
+    match held[graph.logits.0].take() {
+        Some(Held::Rows(_)) => Ok(()),
+        _ => Err(Error::Unsupported("the graph's logits are not rows".into())),
+    }
+}
+
+/// The graph name of a weight: its model-wide name, a tied LM head being the embedding table.
+fn weight_name(lw: &Lowerer<'_>, w: WeightRef) -> String {
+    match w {
+        WeightRef::LmHead if !lw.weights.contains("lm_head") => "token_embd".into(),
+        _ => w.to_string(),
+    }
+}
+
+/// `value` as `[N, width]` rows.
+fn rows(lw: &mut Lowerer<'_>, value: Held, node: &Node) -> Result<TensorDesc> {
+    match value {
+        Held::Rows(t) => Ok(t),
+        Held::Heads(t) => {
+            let n = t.dims[0];
+            lw.reshape(&t, &[n, node.width as u32], &format!("{}.rows", node.name))
+        }
+        Held::HeadMajor(t) => {
+            let n = t.dims[1];
+            let t = lw.transpose(&t, &[1, 0, 2], &format!("{}.nhd", node.name))?;
+            lw.reshape(&t, &[n, node.width as u32], &format!("{}.rows", node.name))
+        }
+    }
+}
+
+/// `value` as `[N, heads, d]`.
+fn heads(lw: &mut Lowerer<'_>, value: Held, node: &Node, d: u32) -> Result<TensorDesc> {
+    match value {
+        Held::Heads(t) => Ok(t),
+        Held::Rows(t) => {
+            let n = t.dims[0];
+            lw.reshape(
+                &t,
+                &[n, node.width as u32 / d, d],
+                &format!("{}_heads", node.name),
+            )
+        }
+        Held::HeadMajor(t) => lw.transpose(&t, &[1, 0, 2], &format!("{}.nhd", node.name)),
+    }
+}
+
+/// `value` as `[heads, N, d]`.
+fn head_major(lw: &mut Lowerer<'_>, value: Held, node: &Node, d: u32) -> Result<TensorDesc> {
+    match value {
+        Held::HeadMajor(t) => Ok(t),
+        other => {
+            let t = heads(lw, other, node, d)?;
+            lw.transpose(&t, &[1, 0, 2], &format!("{}_hnd", node.name))
+        }
+    }
 }
