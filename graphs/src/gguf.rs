@@ -13,9 +13,10 @@ use tandem_hal::{DType, Error, HostBytes, Result, Tensor};
 
 use crate::metadata::{GgufValue, Metadata};
 use crate::model::{
-    assemble_weights, checked_byte_len, file_tensor, validate_spec, LoadedModel, ModelFormat, Slot,
+    assemble_weights, checked_byte_len, file_tensor, validate_spec, LoadedModel, ModelFormat,
     SpecKeys, TensorSource,
 };
+use crate::ops::{LayerWeight, WeightRef};
 use crate::spec::{Arch, ModelSpec, ModelWeights, RopeScaling, RopeSpec};
 
 /// The four bytes every GGUF file starts with.
@@ -591,26 +592,30 @@ impl GgufFile {
 }
 
 impl TensorSource for GgufFile {
-    fn name(&self, slot: Slot, layer: usize) -> String {
-        let b = |s: &str| format!("blk.{layer}.{s}");
-        match slot {
-            Slot::TokenEmbd => "token_embd.weight".into(),
-            Slot::Norm => "output_norm.weight".into(),
-            Slot::LmHead => "output.weight".into(),
-            Slot::AttnNorm => b("attn_norm.weight"),
-            Slot::Wq => b("attn_q.weight"),
-            Slot::Wk => b("attn_k.weight"),
-            Slot::Wv => b("attn_v.weight"),
-            Slot::Bq => b("attn_q.bias"),
-            Slot::Bk => b("attn_k.bias"),
-            Slot::Bv => b("attn_v.bias"),
-            Slot::QNorm => b("attn_q_norm.weight"),
-            Slot::KNorm => b("attn_k_norm.weight"),
-            Slot::Wo => b("attn_output.weight"),
-            Slot::FfnNorm => b("ffn_norm.weight"),
-            Slot::Gate => b("ffn_gate.weight"),
-            Slot::Up => b("ffn_up.weight"),
-            Slot::Down => b("ffn_down.weight"),
+    fn name(&self, w: WeightRef) -> String {
+        match w {
+            WeightRef::TokenEmbd => "token_embd.weight".into(),
+            WeightRef::OutputNorm => "output_norm.weight".into(),
+            WeightRef::LmHead => "output.weight".into(),
+            WeightRef::Layer { layer, kind } => {
+                let s = match kind {
+                    LayerWeight::AttnNorm => "attn_norm.weight",
+                    LayerWeight::Wq => "attn_q.weight",
+                    LayerWeight::Wk => "attn_k.weight",
+                    LayerWeight::Wv => "attn_v.weight",
+                    LayerWeight::Bq => "attn_q.bias",
+                    LayerWeight::Bk => "attn_k.bias",
+                    LayerWeight::Bv => "attn_v.bias",
+                    LayerWeight::QNorm => "attn_q_norm.weight",
+                    LayerWeight::KNorm => "attn_k_norm.weight",
+                    LayerWeight::Wo => "attn_output.weight",
+                    LayerWeight::FfnNorm => "ffn_norm.weight",
+                    LayerWeight::WGate => "ffn_gate.weight",
+                    LayerWeight::WUp => "ffn_up.weight",
+                    LayerWeight::WDown => "ffn_down.weight",
+                };
+                format!("blk.{layer}.{s}")
+            }
         }
     }
 

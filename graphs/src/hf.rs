@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use tandem_hal::{DType, Error, HostBytes, Result, Tensor};
 
 use crate::model::{
-    assemble_weights, file_tensor, validate_spec, LoadedModel, ModelFormat, Slot, SpecKeys,
-    TensorSource,
+    assemble_weights, file_tensor, validate_spec, LoadedModel, ModelFormat, SpecKeys, TensorSource,
 };
+use crate::ops::{LayerWeight, WeightRef};
 use crate::spec::{Arch, ModelSpec, RopeScaling, RopeSpec};
 
 const SINGLE_FILE: &str = "model.safetensors";
@@ -593,26 +593,30 @@ impl SafetensorsDir {
 }
 
 impl TensorSource for SafetensorsDir {
-    fn name(&self, slot: Slot, layer: usize) -> String {
-        let l = |s: &str| format!("model.layers.{layer}.{s}");
-        match slot {
-            Slot::TokenEmbd => "model.embed_tokens.weight".into(),
-            Slot::Norm => "model.norm.weight".into(),
-            Slot::LmHead => "lm_head.weight".into(),
-            Slot::AttnNorm => l("input_layernorm.weight"),
-            Slot::Wq => l("self_attn.q_proj.weight"),
-            Slot::Wk => l("self_attn.k_proj.weight"),
-            Slot::Wv => l("self_attn.v_proj.weight"),
-            Slot::Bq => l("self_attn.q_proj.bias"),
-            Slot::Bk => l("self_attn.k_proj.bias"),
-            Slot::Bv => l("self_attn.v_proj.bias"),
-            Slot::QNorm => l("self_attn.q_norm.weight"),
-            Slot::KNorm => l("self_attn.k_norm.weight"),
-            Slot::Wo => l("self_attn.o_proj.weight"),
-            Slot::FfnNorm => l("post_attention_layernorm.weight"),
-            Slot::Gate => l("mlp.gate_proj.weight"),
-            Slot::Up => l("mlp.up_proj.weight"),
-            Slot::Down => l("mlp.down_proj.weight"),
+    fn name(&self, w: WeightRef) -> String {
+        match w {
+            WeightRef::TokenEmbd => "model.embed_tokens.weight".into(),
+            WeightRef::OutputNorm => "model.norm.weight".into(),
+            WeightRef::LmHead => "lm_head.weight".into(),
+            WeightRef::Layer { layer, kind } => {
+                let s = match kind {
+                    LayerWeight::AttnNorm => "input_layernorm.weight",
+                    LayerWeight::Wq => "self_attn.q_proj.weight",
+                    LayerWeight::Wk => "self_attn.k_proj.weight",
+                    LayerWeight::Wv => "self_attn.v_proj.weight",
+                    LayerWeight::Bq => "self_attn.q_proj.bias",
+                    LayerWeight::Bk => "self_attn.k_proj.bias",
+                    LayerWeight::Bv => "self_attn.v_proj.bias",
+                    LayerWeight::QNorm => "self_attn.q_norm.weight",
+                    LayerWeight::KNorm => "self_attn.k_norm.weight",
+                    LayerWeight::Wo => "self_attn.o_proj.weight",
+                    LayerWeight::FfnNorm => "post_attention_layernorm.weight",
+                    LayerWeight::WGate => "mlp.gate_proj.weight",
+                    LayerWeight::WUp => "mlp.up_proj.weight",
+                    LayerWeight::WDown => "mlp.down_proj.weight",
+                };
+                format!("model.layers.{layer}.{s}")
+            }
         }
     }
 

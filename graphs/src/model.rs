@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tandem_hal::{Error, HostBytes, Result, Tensor};
 
 use crate::metadata::Metadata;
+use crate::ops::{LayerWeight, WeightRef};
 use crate::spec::{LayerWeights, ModelSpec, ModelWeights};
 
 /// Where a model's weights came from.
@@ -127,32 +128,10 @@ fn gguf_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 // ---------------------------------------------------------------------------------------------
 // Shared by both readers.
 
-/// One weight of the model, named per format by [`TensorSource::name`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Slot {
-    TokenEmbd,
-    Norm,
-    LmHead,
-    AttnNorm,
-    Wq,
-    Wk,
-    Wv,
-    Bq,
-    Bk,
-    Bv,
-    QNorm,
-    KNorm,
-    Wo,
-    FfnNorm,
-    Gate,
-    Up,
-    Down,
-}
-
 /// A format's tensors as the assembler sees them.
 pub(crate) trait TensorSource {
-    /// The file-format name of a weight (`layer` is `None` for model-level slots).
-    fn name(&self, slot: Slot, layer: usize) -> String;
+    /// The file-format name of a weight.
+    fn name(&self, w: WeightRef) -> String;
     /// The tensor, `Ok(None)` if absent; errors for corrupt data or unsupported types.
     fn get(&self, name: &str) -> Result<Option<Tensor>>;
     /// The file to name in an error about `name` (its shard, or the model itself).
@@ -190,31 +169,31 @@ pub(crate) fn assemble_weights(spec: &ModelSpec, src: &dyn TensorSource) -> Resu
         spec.intermediate_size,
         spec.vocab_size,
     );
-    let token_embd = required(src, &src.name(Slot::TokenEmbd, 0), &[v, h])?;
+    let token_embd = required(src, &src.name(WeightRef::TokenEmbd), &[v, h])?;
     let mut layers = Vec::new();
     for i in 0..spec.n_layers {
-        let n = |s| src.name(s, i);
+        let n = |kind| src.name(WeightRef::Layer { layer: i, kind });
         layers.push(LayerWeights {
-            attn_norm: required(src, &n(Slot::AttnNorm), &[h])?,
-            wq: required(src, &n(Slot::Wq), &[q, h])?,
-            wk: required(src, &n(Slot::Wk), &[kv, h])?,
-            wv: required(src, &n(Slot::Wv), &[kv, h])?,
-            bq: optional(src, &n(Slot::Bq), &[q], spec.qkv_bias)?,
-            bk: optional(src, &n(Slot::Bk), &[kv], spec.qkv_bias)?,
-            bv: optional(src, &n(Slot::Bv), &[kv], spec.qkv_bias)?,
-            q_norm: optional(src, &n(Slot::QNorm), &[spec.head_dim], spec.qk_norm)?,
-            k_norm: optional(src, &n(Slot::KNorm), &[spec.head_dim], spec.qk_norm)?,
-            wo: required(src, &n(Slot::Wo), &[h, q])?,
-            ffn_norm: required(src, &n(Slot::FfnNorm), &[h])?,
-            w_gate: required(src, &n(Slot::Gate), &[ff, h])?,
-            w_up: required(src, &n(Slot::Up), &[ff, h])?,
-            w_down: required(src, &n(Slot::Down), &[h, ff])?,
+            attn_norm: required(src, &n(LayerWeight::AttnNorm), &[h])?,
+            wq: required(src, &n(LayerWeight::Wq), &[q, h])?,
+            wk: required(src, &n(LayerWeight::Wk), &[kv, h])?,
+            wv: required(src, &n(LayerWeight::Wv), &[kv, h])?,
+            bq: optional(src, &n(LayerWeight::Bq), &[q], spec.qkv_bias)?,
+            bk: optional(src, &n(LayerWeight::Bk), &[kv], spec.qkv_bias)?,
+            bv: optional(src, &n(LayerWeight::Bv), &[kv], spec.qkv_bias)?,
+            q_norm: optional(src, &n(LayerWeight::QNorm), &[spec.head_dim], spec.qk_norm)?,
+            k_norm: optional(src, &n(LayerWeight::KNorm), &[spec.head_dim], spec.qk_norm)?,
+            wo: required(src, &n(LayerWeight::Wo), &[h, q])?,
+            ffn_norm: required(src, &n(LayerWeight::FfnNorm), &[h])?,
+            w_gate: required(src, &n(LayerWeight::WGate), &[ff, h])?,
+            w_up: required(src, &n(LayerWeight::WUp), &[ff, h])?,
+            w_down: required(src, &n(LayerWeight::WDown), &[h, ff])?,
         });
     }
-    let norm = required(src, &src.name(Slot::Norm, 0), &[h])?;
+    let norm = required(src, &src.name(WeightRef::OutputNorm), &[h])?;
     let lm_head = optional(
         src,
-        &src.name(Slot::LmHead, 0),
+        &src.name(WeightRef::LmHead),
         &[v, h],
         !spec.tie_word_embeddings,
     )?;
