@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes a random-weight model with Qwen2-0.5B's shapes (24 layers, hidden 896, 14 heads / 2 KV
 heads, intermediate 4864, vocab 151936, tied embeddings) as a Hugging Face directory, for speed
-measurements only: its outputs are noise. Dev-time only; `cargo xtask bench-model DIR` runs it.
+measurements only: its outputs are noise. Dev-time only: `python3 scripts/make_bench_model.py DIR`
+(needs torch and transformers).
 
 The tokenizer is the qwen2-tied fixture's (512 entries) padded with placeholder tokens up to the
 vocabulary size, so any id the random model emits decodes; drive it with `--tokens`.

@@ -4,7 +4,8 @@
 //!   each with a scalar reference and SIMD versions picked at run time (AVX2+FMA+F16C on x86_64,
 //!   NEON with dotprod on aarch64).
 //! * `pool` — the persistent worker pool every kernel splits its rows across.
-//! * `forward` — the transformer block of [`tandem_graphs::spec`] over a [`tandem_hal::KvCache`].
+//! * `forward` — executes the model's op graph ([`tandem_graphs::DecoderGraph`]) over a
+//!   [`tandem_hal::KvCache`].
 pub mod forward;
 pub mod kernels;
 pub mod pool;
