@@ -23,7 +23,14 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedModel> {
     let text =
         std::fs::read_to_string(&config_path).map_err(|e| Error::io("read", &config_path, e))?;
     let spec = spec_from_config_json(&text, &config_path)?;
-    let source = SafetensorsDir::open(dir)?;
+    let mut source = SafetensorsDir::open(dir)?;
+    if spec.arch == Arch::Phi3 {
+        source.fused = Some(Fused {
+            q: spec.q_dim(),
+            kv: spec.kv_dim(),
+            ff: spec.intermediate_size,
+        });
+    }
     // Llama/Qwen3's `attention_bias` also puts a bias on o_proj, which the block in `spec`
     // does not have: refuse rather than silently drop it.
     if source.contains("model.layers.0.self_attn.o_proj.bias") {
@@ -110,7 +117,7 @@ pub fn spec_from_config_json(text: &str, path: &Path) -> Result<ModelSpec> {
     // A sliding window shorter than the context changes attention past the window, which the
     // block in `spec` does not model: cap the usable context so results stay exact.
     let window_on = match arch {
-        Arch::Mistral => true,
+        Arch::Mistral | Arch::Phi3 => true,
         Arch::Qwen2 | Arch::Qwen3 => c.bool("use_sliding_window")?.unwrap_or(false),
         Arch::Llama => false,
     };
@@ -132,7 +139,7 @@ pub fn spec_from_config_json(text: &str, path: &Path) -> Result<ModelSpec> {
     let qkv_bias = match arch {
         Arch::Qwen2 => true,
         Arch::Llama | Arch::Qwen3 => c.bool("attention_bias")?.unwrap_or(false),
-        Arch::Mistral => false,
+        Arch::Mistral | Arch::Phi3 => false,
     };
     let rope = parse_rope(&c, head_dim)?;
     let spec = ModelSpec {
@@ -178,6 +185,7 @@ fn arch_from_class(class: &str) -> Option<Arch> {
         "MistralForCausalLM" => Arch::Mistral,
         "Qwen2ForCausalLM" => Arch::Qwen2,
         "Qwen3ForCausalLM" => Arch::Qwen3,
+        "Phi3ForCausalLM" => Arch::Phi3,
         _ => return None,
     })
 }
@@ -188,6 +196,7 @@ fn arch_from_model_type(mt: &str) -> Option<Arch> {
         "mistral" => Arch::Mistral,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
+        "phi3" => Arch::Phi3,
         _ => return None,
     })
 }
@@ -508,6 +517,39 @@ struct SafetensorsDir {
     location: HashMap<String, usize>,
     /// The file named when a tensor is missing: the index, or `model.safetensors`.
     listing: PathBuf,
+    /// Phi-3's fused projections, when the model has them.
+    fused: Option<Fused>,
+}
+
+/// Row counts of fused projections: `qkv_proj` is `[q; k; v]` (q + 2·kv rows) and
+/// `gate_up_proj` is `[gate; up]` (2·ff rows), as transformers' Phi-3 splits them. Each part is
+/// named `<fused tensor>[q]`, `[k]`, `[v]`, `[gate]`, `[up]` and read as a zero-copy row range.
+#[derive(Clone, Copy, Debug)]
+struct Fused {
+    q: usize,
+    kv: usize,
+    ff: usize,
+}
+
+impl Fused {
+    /// `(first row, rows, total rows of the fused tensor)` of `part`.
+    fn rows(&self, part: &str) -> Option<(usize, usize, usize)> {
+        let (q, kv, ff) = (self.q, self.kv, self.ff);
+        Some(match part {
+            "q" => (0, q, q + 2 * kv),
+            "k" => (q, kv, q + 2 * kv),
+            "v" => (q + kv, kv, q + 2 * kv),
+            "gate" => (0, ff, 2 * ff),
+            "up" => (ff, ff, 2 * ff),
+            _ => return None,
+        })
+    }
+}
+
+/// `base[part]` → (`base`, `part`).
+fn split_part(name: &str) -> Option<(&str, &str)> {
+    let (base, rest) = name.split_once('[')?;
+    Some((base, rest.strip_suffix(']')?))
 }
 
 impl SafetensorsDir {
@@ -520,6 +562,7 @@ impl SafetensorsDir {
             let shard = Shard::open(&single_path)?;
             let location = shard.tensors.keys().map(|k| (k.clone(), 0)).collect();
             Ok(SafetensorsDir {
+                fused: None,
                 shards: vec![shard],
                 location,
                 listing: single_path,
@@ -577,6 +620,7 @@ impl SafetensorsDir {
             location.insert(tensor.clone(), idx);
         }
         Ok(SafetensorsDir {
+            fused: None,
             shards,
             location,
             listing: index_path.to_path_buf(),
@@ -594,6 +638,19 @@ impl SafetensorsDir {
 
 impl TensorSource for SafetensorsDir {
     fn name(&self, w: WeightRef) -> String {
+        if let (Some(_), WeightRef::Layer { layer, kind }) = (self.fused, w) {
+            let part = match kind {
+                LayerWeight::Wq => Some("self_attn.qkv_proj.weight[q]"),
+                LayerWeight::Wk => Some("self_attn.qkv_proj.weight[k]"),
+                LayerWeight::Wv => Some("self_attn.qkv_proj.weight[v]"),
+                LayerWeight::WGate => Some("mlp.gate_up_proj.weight[gate]"),
+                LayerWeight::WUp => Some("mlp.gate_up_proj.weight[up]"),
+                _ => None,
+            };
+            if let Some(p) = part {
+                return format!("model.layers.{layer}.{p}");
+            }
+        }
         match w {
             WeightRef::TokenEmbd => "model.embed_tokens.weight".into(),
             WeightRef::OutputNorm => "model.norm.weight".into(),
@@ -621,6 +678,29 @@ impl TensorSource for SafetensorsDir {
     }
 
     fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        if let (Some(fused), Some((base, part))) = (self.fused, split_part(name)) {
+            let Some((first, rows, total)) = fused.rows(part) else {
+                return Ok(None);
+            };
+            let Some(t) = self.get(base)? else {
+                return Ok(None);
+            };
+            let cols = t.shape.get(1).copied().unwrap_or(0);
+            if t.shape.len() != 2 || t.shape[0] != total {
+                return Err(Error::Shape {
+                    path: self.path_for(base),
+                    tensor: base.to_string(),
+                    found: t.shape.clone(),
+                    expected: vec![total, cols],
+                });
+            }
+            let row_bytes = t.row_bytes();
+            let data = t
+                .data
+                .slice(first * row_bytes, rows * row_bytes)
+                .ok_or_else(|| Error::corrupt(self.path_for(base), format!("`{base}` is short")))?;
+            return Tensor::new(name, t.dtype, vec![rows, cols], data).map(Some);
+        }
         let Some(&idx) = self.location.get(name) else {
             return Ok(None);
         };
@@ -636,6 +716,7 @@ impl TensorSource for SafetensorsDir {
     }
 
     fn path_for(&self, name: &str) -> PathBuf {
+        let name = split_part(name).map_or(name, |(base, _)| base);
         match self.location.get(name) {
             Some(&idx) => self.shards[idx].path.clone(),
             None => self.listing.clone(),

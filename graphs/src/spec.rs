@@ -24,11 +24,14 @@ pub enum Arch {
     Mistral,
     Qwen2,
     Qwen3,
+    /// Phi-3 (`Phi3ForCausalLM`): Llama's block with fused q/k/v and gate/up projections, split
+    /// at load.
+    Phi3,
 }
 
 impl Arch {
     pub const SUPPORTED: &'static str =
-        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM (GGUF: llama, qwen2, qwen3)";
+        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM (GGUF: llama, qwen2, qwen3)";
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +39,7 @@ impl Arch {
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
         }
     }
 }

@@ -244,3 +244,115 @@ fn quantized_gguf_compute_has_bounded_error() {
         }
     }
 }
+
+/// Rewrites a Llama fixture directory as the Phi-3 checkpoint of the same weights: q/k/v rows
+/// concatenated into `self_attn.qkv_proj`, gate and up into `mlp.gate_up_proj` (transformers'
+/// `Phi3Attention` and `Phi3MLP` split them in that order), `Phi3ForCausalLM` in the config.
+/// Phi-3's block is Llama's with those projections fused, so the model must give the Llama
+/// fixture's transformers reference outputs.
+fn phi3_from_llama(src: &Path, dst: &Path) {
+    use safetensors::tensor::TensorView;
+    use safetensors::SafeTensors;
+    let _ = std::fs::remove_dir_all(dst);
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    cfg["architectures"] = serde_json::json!(["Phi3ForCausalLM"]);
+    cfg["model_type"] = serde_json::json!("phi3");
+    for k in ["attention_bias", "mlp_bias", "pretraining_tp", "head_dim"] {
+        cfg.as_object_mut().unwrap().remove(k);
+    }
+    std::fs::write(dst.join("config.json"), cfg.to_string()).unwrap();
+
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let fuse = |names: &[String]| -> (safetensors::Dtype, Vec<usize>, Vec<u8>) {
+        let views: Vec<_> = names.iter().map(|n| st.tensor(n).unwrap()).collect();
+        let rows: usize = views.iter().map(|v| v.shape()[0]).sum();
+        let data = views.iter().flat_map(|v| v.data().to_vec()).collect();
+        (views[0].dtype(), vec![rows, views[0].shape()[1]], data)
+    };
+    for (name, view) in st.tensors() {
+        let fused_away = ["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"]
+            .iter()
+            .any(|p| name.ends_with(&format!("{p}.weight")));
+        if !fused_away {
+            out.push((
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            ));
+        }
+    }
+    let layers = cfg["num_hidden_layers"].as_u64().unwrap();
+    for l in 0..layers {
+        let p = |s: &str| format!("model.layers.{l}.{s}");
+        let parts = |xs: &[&str]| xs.iter().map(|s| p(s)).collect::<Vec<_>>();
+        let (dt, shape, data) = fuse(&parts(&[
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+        ]));
+        out.push((p("self_attn.qkv_proj.weight"), dt, shape, data));
+        let (dt, shape, data) = fuse(&parts(&["mlp.gate_proj.weight", "mlp.up_proj.weight"]));
+        out.push((p("mlp.gate_up_proj.weight"), dt, shape, data));
+    }
+    let views: Vec<(String, TensorView<'_>)> = out
+        .iter()
+        .map(|(n, dt, shape, data)| {
+            (
+                n.clone(),
+                TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dst.join("model.safetensors")).unwrap();
+}
+
+#[test]
+fn phi3_fused_projections_match_transformers() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for (sub, tol) in [("hf-f32", 1e-4), ("hf-f16", 2e-2)] {
+        let src = fixtures().join("llama-gqa").join(sub);
+        let dst = tmp.join(format!("phi3-from-llama-gqa-{sub}"));
+        phi3_from_llama(&src, &dst);
+        let phi3 = load(&dst, 2);
+        assert_eq!(phi3.loaded.spec.arch, tandem::graphs::Arch::Phi3);
+        if sub == "hf-f32" {
+            check_exact("llama-gqa", &dst, tol);
+        }
+        // Bit for bit the Llama model: the split rows are the original tensors' bytes.
+        let llama = load(&src, 2);
+        let p = ids(&reference("llama-gqa").json["prompts"][1]["ids"]);
+        let (a, b) = (phi3.logits_all(&p).unwrap(), llama.logits_all(&p).unwrap());
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{sub}"
+        );
+        assert_eq!(
+            phi3.loaded.weights.layers[1].w_up.dtype,
+            llama.loaded.weights.layers[1].w_up.dtype
+        );
+    }
+
+    // A fused tensor of the wrong height names itself.
+    let dst = tmp.join("phi3-bad-qkv");
+    phi3_from_llama(&fixtures().join("llama-gqa").join("hf-f32"), &dst);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
+    cfg["num_key_value_heads"] = serde_json::json!(4);
+    std::fs::write(dst.join("config.json"), cfg.to_string()).unwrap();
+    let e = Model::load(&ModelSource::Path(dst.clone()), &LoadOptions::default())
+        .err()
+        .expect("a qkv_proj sized for 2 KV heads must not load as 4");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("model.layers.0.self_attn.qkv_proj.weight"),
+        "{msg}"
+    );
+}
