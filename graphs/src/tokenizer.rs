@@ -88,9 +88,10 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
 /// `tokenizers::Tokenizer::from_bytes`, minus the inputs on which tokenizers 0.22 panics instead
 /// of returning an error (found by the `tokenizer_json` fuzz target, see docs/robustness.md):
 /// a JSON syntax error inside the `decoder` object (`expect("Helper")`), a `Precompiled`
-/// normalizer whose fields do not parse (`expect("Precompiled")`), and a `TemplateProcessing`
+/// normalizer whose fields do not parse (`expect("Precompiled")`), a `TemplateProcessing`
 /// post-processor whose template names a special token it does not define, or whose `single`
-/// template uses sequence B (indexing panics at the first `encode`). They are checked here first,
+/// template uses sequence B (indexing panics at the first `encode`), and a `Strip` decoder with
+/// `stop > 0` (panics on short tokens at `decode`). They are checked here first,
 /// at the cost of one more parse.
 fn parse_tokenizer_json(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
     let json: Json = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -116,6 +117,21 @@ fn check_known_panics(v: &Json) -> std::result::Result<(), String> {
                 .all(|k| o.contains_key(*k))
             {
                 check_template_processing(o)?;
+            }
+            // A `Strip` decoder (matched by its fields, like the untagged legacy decoders) with
+            // `stop > 0` indexes before the start of any decoded token that is shorter than
+            // `stop` and made only of `content` (or empty): tokenizers 0.22 panics
+            // (decoders/strip.rs). Real tokenizers strip at the start only (`stop: 0`).
+            if ["content", "start", "stop"]
+                .iter()
+                .all(|k| o.contains_key(*k))
+                && o.get("stop").and_then(Json::as_u64).is_some_and(|n| n > 0)
+            {
+                return Err(
+                    "Strip decoder with `stop` > 0 is not supported (tokenizers 0.22 panics on \
+                     tokens shorter than `stop`)"
+                        .into(),
+                );
             }
             o.values().try_for_each(check_known_panics)
         }
