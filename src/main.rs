@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
-use tandem::hal::{Availability, PrepareRequest};
+use tandem::hal::Availability;
 use tandem::qnn::{QnnDelegate, QnnOptions};
 use tandem::scheduler::report::{self, BenchRow};
 use tandem::scheduler::trace::{chrome_trace_layer, TraceGuard};
@@ -102,23 +102,6 @@ impl NpuArgs {
             chunks: self.chunks.clone(),
             ctx: self.npu_ctx,
             profiling,
-        }
-    }
-
-    /// The request `compile` and `logits --device npu` prepare directly on QNN.
-    fn request(&self, model: &Model) -> PrepareRequest {
-        PrepareRequest {
-            ctx: if self.npu_ctx == 0 {
-                tandem::scheduler::default_context(&model.loaded.spec, true)
-            } else {
-                self.npu_ctx
-            },
-            chunk_sizes: if self.chunks.is_empty() {
-                tandem::hal::DEFAULT_CHUNK_SIZES.to_vec()
-            } else {
-                self.chunks.clone()
-            },
-            profiling: false,
         }
     }
 }
@@ -881,7 +864,7 @@ fn logits(a: LogitsArgs) -> anyhow::Result<()> {
     let vocab = model.loaded.spec.vocab_size;
     let all = if a.device == "npu" {
         let mut prefill = QnnDelegate::new(a.npu.qnn_options())
-            .builder(&a.npu.request(&model))
+            .builder(&model.prepare_request(&a.npu.options(false))?)
             .build(&model.loaded.spec, &model.loaded.weights)?;
         let report = prefill.report();
         eprintln!(
@@ -1057,7 +1040,7 @@ fn compile(a: CompileArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", a.out.display()))?;
     let mut opts = a.npu.qnn_options();
     opts.cache_dir = Some(a.out.clone());
-    let request = a.npu.request(&model);
+    let request = model.prepare_request(&a.npu.options(false))?;
     // Compiled binaries are for the device: share one weight copy between chunk graphs unless
     // told otherwise.
     if opts.weight_sharing.is_none() && request.chunk_sizes.len() > 1 {

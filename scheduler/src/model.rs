@@ -200,14 +200,10 @@ impl Model {
 }
 
 impl Model {
-    /// Prepares this model on the NPU delegate of `opts` (for QNN: restores the graphs from the
-    /// context-binary cache when a matching file exists, otherwise lowers, finalizes and caches
-    /// them).
-    pub fn npu_prefill(&self, opts: &NpuOptions) -> Result<Box<dyn PrefillDelegate>> {
-        let delegate = opts
-            .delegate
-            .as_ref()
-            .ok_or_else(|| Error::InvalidInput("no NPU delegate is configured".into()))?;
+    /// What [`Self::npu_prefill`] asks the delegate to prepare: `opts`' chunk sizes and context,
+    /// defaulted to the delegate's chunk sizes and [`default_context`] with the NPU.
+    pub fn prepare_request(&self, opts: &NpuOptions) -> Result<PrepareRequest> {
+        let delegate = opts.delegate.as_ref().ok_or_else(no_delegate)?;
         let chunk_sizes = if opts.chunks.is_empty() {
             delegate.default_chunk_sizes()
         } else {
@@ -218,13 +214,24 @@ impl Model {
         } else {
             opts.ctx
         };
-        let request = PrepareRequest {
+        Ok(PrepareRequest {
             ctx,
             chunk_sizes,
             profiling: opts.profiling,
-        };
-        delegate.prepare(&self.loaded, &request)
+        })
     }
+
+    /// Prepares this model on the NPU delegate of `opts` (for QNN: restores the graphs from the
+    /// context-binary cache when a matching file exists, otherwise lowers, finalizes and caches
+    /// them).
+    pub fn npu_prefill(&self, opts: &NpuOptions) -> Result<Box<dyn PrefillDelegate>> {
+        let delegate = opts.delegate.as_ref().ok_or_else(no_delegate)?;
+        delegate.prepare(&self.loaded, &self.prepare_request(opts)?)
+    }
+}
+
+fn no_delegate() -> Error {
+    Error::InvalidInput("no NPU delegate is configured".into())
 }
 
 fn model_dir(path: &Path) -> PathBuf {

@@ -168,6 +168,7 @@ impl QnnPrefillBuilder {
                 self.ctx
             )));
         }
+        crate::lower::check_supported(spec, &tandem_graphs::DecoderGraph::from_spec(spec))?;
         let device = match self.device.clone() {
             Some(d) => d,
             None => QnnDevice::open(self.lib_dir.as_deref(), &self.target)?,

@@ -33,7 +33,6 @@ use std::collections::{HashMap, HashSet};
 use sys_qnn::*;
 use tandem_graphs::ops::{Activation, Mask};
 use tandem_graphs::{DecoderGraph, ModelSpec, ModelWeights, Node, Op, ValueId, WeightRef};
-use tandem_hal::Tensor;
 
 use crate::conv;
 use crate::error::{Error, LowerError, Result};
@@ -51,58 +50,26 @@ pub struct LoweredWeights {
 }
 
 impl LoweredWeights {
-    /// Converts every tensor of `weights` (any dtype the host can decode) to fp16.
+    /// Converts every weight the model's op graph reads (any dtype the host can decode) to fp16,
+    /// under its model-wide name ([`WeightRef`]'s `Display`; a tied LM head is the embedding
+    /// table's one copy), after checking every shape against the graph.
     pub fn new(spec: &ModelSpec, weights: &ModelWeights) -> Result<LoweredWeights> {
+        let graph = DecoderGraph::from_spec(spec);
+        graph.check_weights(weights).map_err(Error::Unsupported)?;
         let mut tensors = HashMap::new();
-        let mut put = |name: String, t: &Tensor, want: &[usize]| -> Result<()> {
-            if t.shape != want {
-                return Err(Error::Unsupported(format!(
-                    "tensor `{}` ({name}) has shape {:?}, expected {want:?}",
-                    t.name, t.shape
-                )));
+        for w in graph.nodes.iter().flat_map(|n| n.op.weights()) {
+            if w == WeightRef::LmHead && weights.lm_head.is_none() {
+                continue;
             }
-            let dims = t.shape.iter().map(|&d| d as u32).collect();
-            tensors.insert(name, (dims, conv::f32_to_f16_bytes(&t.to_f32_vec())));
-            Ok(())
-        };
-        let (h, q, kv, f, d) = (
-            spec.hidden_size,
-            spec.q_dim(),
-            spec.kv_dim(),
-            spec.intermediate_size,
-            spec.head_dim,
-        );
-        put(
-            "token_embd".into(),
-            &weights.token_embd,
-            &[spec.vocab_size, h],
-        )?;
-        put("norm".into(), &weights.norm, &[h])?;
-        if let Some(lm) = &weights.lm_head {
-            put("lm_head".into(), lm, &[spec.vocab_size, h])?;
+            let t = weights
+                .get(w)
+                .ok_or_else(|| Error::Unsupported(format!("the model has no weight `{w}`")))?;
+            tensors.entry(w.to_string()).or_insert_with(|| {
+                let dims = t.shape.iter().map(|&d| d as u32).collect();
+                (dims, conv::f32_to_f16_bytes(&t.to_f32_vec()))
+            });
         }
-        for (i, l) in weights.layers.iter().enumerate() {
-            put(format!("l{i}.attn_norm"), &l.attn_norm, &[h])?;
-            put(format!("l{i}.wq"), &l.wq, &[q, h])?;
-            put(format!("l{i}.wk"), &l.wk, &[kv, h])?;
-            put(format!("l{i}.wv"), &l.wv, &[kv, h])?;
-            put(format!("l{i}.wo"), &l.wo, &[h, q])?;
-            put(format!("l{i}.ffn_norm"), &l.ffn_norm, &[h])?;
-            put(format!("l{i}.w_gate"), &l.w_gate, &[f, h])?;
-            put(format!("l{i}.w_up"), &l.w_up, &[f, h])?;
-            put(format!("l{i}.w_down"), &l.w_down, &[h, f])?;
-            for (name, t, n) in [
-                ("bq", &l.bq, q),
-                ("bk", &l.bk, kv),
-                ("bv", &l.bv, kv),
-                ("q_norm", &l.q_norm, d),
-                ("k_norm", &l.k_norm, d),
-            ] {
-                if let Some(t) = t {
-                    put(format!("l{i}.{name}"), t, &[n])?;
-                }
-            }
-        }
+        let d = spec.head_dim;
         let rot = conv::rotate_half_matrix(d);
         tensors.insert(
             "rope.rotate_half".into(),
@@ -582,6 +549,7 @@ pub fn lower_model(
     graph: &DecoderGraph,
     shape: ChunkShape,
 ) -> Result<()> {
+    check_supported(spec, graph)?;
     let (n, c, p) = (shape.chunk as u32, shape.ctx as u32, shape.past() as u32);
     if p == 0 {
         return Err(Error::Unsupported(format!(
@@ -643,22 +611,7 @@ pub fn lower_model(
                 let bias = bias.map(|b| weight_name(lw, b));
                 Held::Rows(lw.linear(&x, &weight_name(lw, *weight), bias.as_deref(), name)?)
             }
-            Op::Rope { x, head_dim, rope } => {
-                if *rope != spec.rope || *head_dim != spec.head_dim {
-                    return Err(unsupported(
-                        node,
-                        "a RoPE other than the model's (the graph has one cos/sin input)".into(),
-                    ));
-                }
-                if rope.rotary_dim != *head_dim {
-                    return Err(unsupported(
-                        node,
-                        format!(
-                            "partial RoPE (rotary_dim {} of head_dim {head_dim})",
-                            rope.rotary_dim
-                        ),
-                    ));
-                }
+            Op::Rope { x, .. } => {
                 let x = head_major(lw, get(*x)?, graph.node(*x), d)?;
                 Held::HeadMajor(lw.rope(&x, &cos, &sin, name)?)
             }
@@ -668,19 +621,10 @@ pub fn lower_model(
                 v,
                 layer,
                 n_heads,
-                n_kv_heads,
-                head_dim,
                 scale,
                 mask: Mask::Causal,
+                ..
             } => {
-                if (*n_heads, *n_kv_heads, *head_dim)
-                    != (spec.n_heads, spec.n_kv_heads, spec.head_dim)
-                {
-                    return Err(unsupported(
-                        node,
-                        "heads other than the model's (the K/V inputs are sized from it)".into(),
-                    ));
-                }
                 let (past_k, past_v) = past.get(*layer).ok_or_else(|| {
                     unsupported(node, format!("KV cache layer {layer} is not a graph input"))
                 })?;
@@ -719,6 +663,52 @@ pub fn lower_model(
         Some(Held::Rows(_)) => Ok(()),
         _ => Err(Error::Unsupported("the graph's logits are not rows".into())),
     }
+}
+
+/// Refuses, naming the node, what the HTP chunk graph cannot hold: a RoPE other than the
+/// model's (the graph has one cos/sin input), partial RoPE, attention heads other than the
+/// model's (the K/V inputs are sized from it). Checked before a cached context binary is used,
+/// so a cache cannot hide it.
+pub fn check_supported(spec: &ModelSpec, graph: &DecoderGraph) -> Result<()> {
+    let unsupported = |node: &Node, why: String| {
+        Error::Unsupported(format!("node `{}` ({}): {why}", node.name, node.op.kind()))
+    };
+    for node in &graph.nodes {
+        match &node.op {
+            Op::Rope { head_dim, rope, .. } => {
+                if *rope != spec.rope || *head_dim != spec.head_dim {
+                    return Err(unsupported(
+                        node,
+                        "a RoPE other than the model's (the graph has one cos/sin input)".into(),
+                    ));
+                }
+                if rope.rotary_dim != *head_dim {
+                    return Err(unsupported(
+                        node,
+                        format!(
+                            "partial RoPE (rotary_dim {} of head_dim {head_dim})",
+                            rope.rotary_dim
+                        ),
+                    ));
+                }
+            }
+            Op::Attention {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                ..
+            } if (*n_heads, *n_kv_heads, *head_dim)
+                != (spec.n_heads, spec.n_kv_heads, spec.head_dim) =>
+            {
+                return Err(unsupported(
+                    node,
+                    "heads other than the model's (the K/V inputs are sized from it)".into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The graph name of a weight: its model-wide name, a tied LM head being the embedding table.
