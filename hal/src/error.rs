@@ -73,6 +73,9 @@ pub enum Error {
         delegate: &'static str,
         message: String,
     },
+    /// The session (or other single-user resource) is in use by a running request.
+    #[error("{0}")]
+    Busy(String),
     /// Generation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,

@@ -36,6 +36,39 @@ impl HostBytes {
         })
     }
 
+    /// Maps bytes `[offset, offset + len)` of an open file read-only (`len` `None`: to the end),
+    /// e.g. a model an Android app was handed as a file descriptor into its APK. `name` is what
+    /// errors call the file.
+    pub fn map_open_file(
+        file: &std::fs::File,
+        offset: u64,
+        len: Option<u64>,
+        name: &Path,
+    ) -> Result<Self> {
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("stat", name, e))?
+            .len();
+        let end = match len {
+            Some(l) => offset.checked_add(l),
+            None => Some(size),
+        };
+        let Some(end) = end.filter(|&e| e <= size && offset <= e) else {
+            let length = len.map_or_else(|| "to the end".to_string(), |l| format!("length {l}"));
+            return Err(Error::InvalidInput(format!(
+                "{}: range at offset {offset}, {length}, is outside the file ({size} bytes)",
+                name.display()
+            )));
+        };
+        // SAFETY: as in `map_file`: read-only, and tandem never writes model files.
+        let map = unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io("mmap", name, e))?;
+        let (start, end) = (offset as usize, end as usize);
+        Ok(HostBytes {
+            backing: Backing::Mapped(Arc::new(map)),
+            range: start..end,
+        })
+    }
+
     /// Wraps an owned buffer.
     pub fn from_vec(v: Vec<u8>) -> Self {
         let len = v.len();

@@ -48,6 +48,8 @@ pub enum StopReason {
     Eos,
     StopString,
     MaxTokens,
+    /// The caller ended generation early ([`crate::CancelToken::stop`]), keeping its tokens.
+    Stopped,
 }
 
 /// Timings of one request. Times are wall-clock milliseconds.
@@ -260,6 +262,15 @@ impl DecodeState {
             text,
             done: self.finished,
         })
+    }
+
+    /// Ends generation at the caller's request ([`StopReason::Stopped`]); text still held back
+    /// is dropped, as it was never shown.
+    pub fn stop(&mut self) {
+        if !self.finished {
+            self.stop_reason = StopReason::Stopped;
+            self.finished = true;
+        }
     }
 
     /// Ends generation: returns the text still held back (none after a stop string).

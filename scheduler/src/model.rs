@@ -28,6 +28,12 @@ pub enum ModelSource {
         bytes: &'static [u8],
         name: &'static str,
     },
+    /// A GGUF file already in memory or mapped (e.g. from a file descriptor an app was handed),
+    /// reported as `name`.
+    Bytes {
+        bytes: tandem_hal::HostBytes,
+        name: String,
+    },
 }
 
 /// Options for [`Model::load`].
@@ -105,6 +111,9 @@ impl Model {
                 tandem_hal::HostBytes::from_static(bytes),
                 name,
             )?,
+            ModelSource::Bytes { bytes, name } => {
+                tandem_graphs::model::load_weights_gguf_bytes(bytes.clone(), name)?
+            }
         };
         let (tokenizer, template_src) = match &loaded.gguf_metadata {
             Some(meta) => {

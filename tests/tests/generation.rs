@@ -195,6 +195,7 @@ fn eos_is_never_emitted_and_only_eos_ends_early() {
         StopReason::Eos => assert!(out.generated.len() < 200),
         StopReason::MaxTokens => assert_eq!(out.generated.len(), 200),
         StopReason::StopString => panic!("no stop strings were given"),
+        StopReason::Stopped => panic!("nothing asked the generation to stop"),
     }
 }
 

@@ -390,7 +390,7 @@ fn concurrent_sessions_equal_sequential_runs() {
     let h = s.submit(greedy(&prompts[3], 30)).unwrap();
     assert!(matches!(
         s.submit(greedy(&[1, 2], 1)),
-        Err(Error::InvalidInput(m)) if m.contains("running a request")
+        Err(Error::Busy(m)) if m.contains("running a request")
     ));
     h.wait().unwrap();
 }

@@ -32,7 +32,7 @@ impl WeightFormat {
                 Ok(WeightFormat::Convert(d))
             }
             _ => Err(Error::InvalidInput(format!(
-                "--cpu-weights `{s}`: expected auto, f32, f16, bf16, q8_0 or q4_0"
+                "weight format `{s}`: expected auto, f32, f16, bf16, q8_0 or q4_0"
             ))),
         }
     }

@@ -176,6 +176,18 @@ fn cpu_step(shared: &Shared, job: &mut Job) -> Result<bool> {
         job.stats.ttft_ms = (now - job.t_submit).as_secs_f64() * 1e3;
         job.t_first_token = Some(now);
     }
+    if job.cancel.is_stop_requested() && !job.decode.is_done() {
+        job.decode.stop();
+        // The last generated token was already run through the model for a step that will not
+        // come; drop its K/V so the session ends like any finished turn, with that token left for
+        // the next request to run.
+        let generated = !job.decode.generated().is_empty();
+        let state = job.state();
+        if generated && state.cache.len() == state.tokens.len() {
+            let n = state.tokens.len() - 1;
+            state.cache.truncate(n);
+        }
+    }
     if job.decode.is_done() {
         return Ok(false);
     }

@@ -2,7 +2,7 @@
 //! that streams [`Token`]s and returns the [`RequestOutput`], and the [`CancelToken`] and
 //! [`Progress`] it hands out.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam::channel::Receiver;
@@ -34,19 +34,40 @@ pub(super) enum Event {
     Done(Box<Result<RequestOutput>>),
 }
 
-/// Cancels a request from any thread.
-#[derive(Clone, Debug)]
-pub struct CancelToken(pub(super) Arc<AtomicBool>);
+/// Cancels or stops a request from any thread. (`Default` is a token of no request yet.)
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(pub(super) Arc<AtomicU8>);
+
+const RUNNING: u8 = 0;
+const STOP: u8 = 1;
+const CANCEL: u8 = 2;
 
 impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken(Arc::new(AtomicU8::new(RUNNING)))
+    }
+
     /// Asks the request to stop. It stops before its next prefill chunk or decode step and
     /// finishes with [`Error::Cancelled`], leaving its session as it was before the request.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.fetch_max(CANCEL, Ordering::AcqRel);
+    }
+
+    /// Asks the request to end early but keep what it did: it finishes its prefill, then ends
+    /// before its next decode step with [`StopReason::Stopped`](crate::StopReason::Stopped);
+    /// the tokens generated so far stay in its session, as after any other stop. (A later
+    /// [`Self::cancel`] still cancels.)
+    pub fn stop(&self) {
+        self.0.fetch_max(STOP, Ordering::AcqRel);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.load(Ordering::Acquire) == CANCEL
+    }
+
+    /// Whether [`Self::stop`] (and not [`Self::cancel`]) was asked for.
+    pub fn is_stop_requested(&self) -> bool {
+        self.0.load(Ordering::Acquire) == STOP
     }
 }
 
@@ -95,6 +116,12 @@ impl RequestHandle {
 
     pub fn cancel(&self) {
         self.cancel.cancel();
+    }
+
+    /// Ends the request before its next decode step, keeping what it generated (see
+    /// [`CancelToken::stop`]).
+    pub fn stop(&self) {
+        self.cancel.stop();
     }
 
     /// A token that cancels this request from another thread.

@@ -1,6 +1,7 @@
 //! [`Session`]: a conversation's tokens and KV cache, kept across its requests, and the
 //! [`SessionState`] a running request takes from it.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tandem_hal::KvCache;
@@ -37,7 +38,7 @@ impl Session {
     }
 
     pub(super) fn busy(&self) -> Error {
-        Error::InvalidInput(format!(
+        Error::Busy(format!(
             "session {} is running a request; wait for it or cancel it first",
             self.id
         ))
@@ -58,6 +59,34 @@ impl Session {
         self.with_state(|s| {
             s.tokens.truncate(n);
             s.cache.truncate(n);
+        })
+    }
+
+    /// Keeps the first `n` tokens like [`Self::rewind`], but K/V of at most `cached` of them;
+    /// the next request runs the rest again. With `cached = n - 1` the session ends as a
+    /// finished turn does: its last token is run by the next request (which may then have an
+    /// empty prompt).
+    pub fn rewind_with_cache(&self, n: usize, cached: usize) -> Result<()> {
+        self.with_state(|s| {
+            s.tokens.truncate(n);
+            s.cache.truncate(cached.min(n));
+        })
+    }
+
+    /// A new session of the same engine holding a copy of this conversation (its tokens and
+    /// KV cache), to continue it two ways. Fails while this session runs a request.
+    pub fn fork(&self) -> Result<Session> {
+        if self.engine.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::InvalidInput("the engine has shut down".into()));
+        }
+        let state = self.with_state(|s| SessionState {
+            cache: s.cache.clone(),
+            tokens: s.tokens.clone(),
+        })?;
+        Ok(Session {
+            id: self.engine.next_session.fetch_add(1, Ordering::Relaxed),
+            engine: self.engine.clone(),
+            slot: Arc::new(Mutex::new(Some(state))),
         })
     }
 

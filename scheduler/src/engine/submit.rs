@@ -1,6 +1,6 @@
 //! Turns an admitted request into a [`Job`] and sends it to the worker its placement names.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -72,7 +72,7 @@ impl Shared {
             0.0
         };
         let (events_tx, events_rx) = channel::unbounded();
-        let cancel = CancelToken(Arc::new(AtomicBool::new(false)));
+        let cancel = CancelToken::new();
         let progress = Progress(Arc::new(ProgressCounters {
             prefill_total: prefill_tokens,
             ..ProgressCounters::default()
