@@ -58,3 +58,51 @@ pub fn default_npu() -> tandem_scheduler::NpuOptions {
         ..tandem_scheduler::NpuOptions::default()
     }
 }
+
+/// What `tandem devices --json` prints (and `tandem_devices` returns through the C ABI): the CPU,
+/// then each delegate of `probed` (from [`probe_all`]) — available with its library, version and
+/// target, or unavailable with the reason, every library path tried, and the versions found and
+/// wanted.
+pub fn devices_json(probed: &[(&'static str, Availability)]) -> serde_json::Value {
+    use serde_json::json;
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        "cpu".into(),
+        json!({
+            "available": true,
+            "isa": tandem_cpu::kernels::isa_name(),
+            "physical_cores": tandem_cpu::pool::physical_cores(),
+        }),
+    );
+    for (name, availability) in probed {
+        let entry = match availability {
+            Availability::Available(d) => {
+                let mut e = json!({
+                    "available": true,
+                    "library": d.library,
+                    "version": d.version,
+                    "target": d.device,
+                    "simulator": d.simulated,
+                });
+                for (k, v) in &d.details {
+                    // Numbers stay numbers (`soc_model: 69`); `-` means not set.
+                    e[k] = match v.parse::<u64>() {
+                        Ok(n) => json!(n),
+                        Err(_) if v == "-" => serde_json::Value::Null,
+                        Err(_) => json!(v),
+                    };
+                }
+                e
+            }
+            Availability::Unavailable(u) => json!({
+                "available": false,
+                "reason": u.to_string(),
+                "tried": u.tried.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
+                "version_found": u.version_found,
+                "version_wanted": u.version_wanted,
+            }),
+        };
+        doc.insert((*name).to_string(), entry);
+    }
+    serde_json::Value::Object(doc)
+}

@@ -29,9 +29,16 @@
 //! [`delegates`] is the registry of the prefill delegates compiled in (the QNN HTP today); the
 //! scheduler sees them only through the contract in [`hal::delegate`].
 //!
-//! The binary `tandem` is a thin CLI over this crate. Not implemented yet: the Core ML delegate
-//! and the C ABI.
+//! [`Conversation`] drives a session turn by turn (chat template, early stop from a callback,
+//! cancellation from another thread); [`app`] opens an engine from an app's settings and maps
+//! errors to status codes. [`capi`] is the C ABI over both (`include/tandem.h`), and the Java
+//! binding in `bindings/java` uses them too.
+//!
+//! The binary `tandem` is a thin CLI over this crate. Not implemented yet: the Core ML delegate.
 
+pub mod app;
+pub mod capi;
+pub mod conversation;
 pub mod delegates;
 
 pub use tandem_cpu as cpu;
@@ -40,6 +47,7 @@ pub use tandem_hal as hal;
 pub use tandem_qnn as qnn;
 pub use tandem_scheduler as scheduler;
 
+pub use conversation::{Canceller, Conversation, EndTurn, TurnOptions};
 pub use tandem_cpu::{CpuModel, Logits, ThreadPool, WeightFormat};
 pub use tandem_graphs::chat::{ChatMessage, ChatTemplate};
 pub use tandem_graphs::model::{LoadedModel, ModelFormat};

@@ -13,8 +13,9 @@ use tandem::qnn::{QnnDelegate, QnnOptions};
 use tandem::scheduler::report::{self, BenchRow};
 use tandem::scheduler::trace::{chrome_trace_layer, TraceGuard};
 use tandem::{
-    ChatMessage, Engine, EngineOptions, GenerateRequest, LoadOptions, Model, ModelSource,
-    NpuOptions, PrefillPolicy, RequestOutput, SamplingParams, WeightFormat,
+    ChatMessage, Conversation, Engine, EngineOptions, GenerateRequest, LoadOptions, Model,
+    ModelSource, NpuOptions, PrefillPolicy, RequestOutput, SamplingParams, TurnOptions,
+    WeightFormat,
 };
 use tracing_subscriber::prelude::*;
 
@@ -204,6 +205,17 @@ struct SamplingArgs {
 }
 
 impl SamplingArgs {
+    fn turn(&self, chat: bool) -> TurnOptions {
+        let r = self.request(Vec::new());
+        TurnOptions {
+            max_tokens: r.max_new_tokens,
+            sampling: r.sampling,
+            stop_strings: r.stop_strings,
+            ignore_eos: r.ignore_eos,
+            chat,
+        }
+    }
+
     fn request(&self, prompt: Vec<u32>) -> GenerateRequest {
         GenerateRequest {
             prompt,
@@ -576,24 +588,18 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
     let model = load(&a.model)?;
     let has_template = model.chat_template.is_some();
     let engine = engine(model, &a.engine)?;
-    let session = engine.new_session();
-    let model = engine.model().clone();
+    let mut conversation = Conversation::new(&engine);
     if !has_template {
         eprintln!(
             "note: {} has no chat template; each line is appended to the conversation as plain text",
-            model.loaded.path.display()
+            engine.model().loaded.path.display()
         );
+    }
+    if let (Some(system), true) = (&a.system, has_template) {
+        conversation.set_system(system)?;
     }
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
-    let mut messages: Vec<ChatMessage> = a
-        .system
-        .iter()
-        .map(|s| ChatMessage {
-            role: "system".into(),
-            content: s.clone(),
-        })
-        .collect();
     let mut stdout = std::io::stdout();
     if interactive {
         eprintln!("tandem chat: one message per line; /reset starts over, /quit ends");
@@ -618,75 +624,41 @@ fn chat(a: ChatArgs) -> anyhow::Result<()> {
             "" => continue,
             "/quit" | "/exit" => break,
             "/reset" => {
-                session.reset()?;
-                messages.truncate(usize::from(a.system.is_some()));
+                conversation.reset()?;
+                if let (Some(system), true) = (&a.system, has_template) {
+                    conversation.set_system(system)?;
+                }
                 eprintln!("(conversation reset)");
                 continue;
             }
             _ => {}
         }
-        // A failed turn (context overflow, a model error, …) is reported and undone: the
-        // conversation stays as it was before it.
-        let kept = messages.len();
-        match chat_turn(&session, &model, &a, &mut messages, has_template, text) {
+        // Without a template, turns are plain text, one line each.
+        let piece = if has_template || conversation.session().tokens()?.is_empty() {
+            text.to_string()
+        } else {
+            format!("\n{text}")
+        };
+        // A failed turn (context overflow, a model error, …) is reported and undone by the
+        // conversation; it goes on.
+        let out = conversation.say(&piece, &a.sampling.turn(has_template), |t| {
+            let _ = stdout.write_all(t.text.as_bytes());
+            let _ = stdout.flush();
+            std::ops::ControlFlow::Continue(())
+        });
+        writeln!(stdout)?;
+        match out {
             Ok(out) => {
-                writeln!(stdout)?;
                 if a.stats {
                     eprintln!("{}", stats_line(&engine, &out));
                 }
             }
             Err(e) => {
-                messages.truncate(kept);
-                writeln!(stdout)?;
                 eprintln!("error: {e:#} (this turn was dropped; the conversation goes on)");
             }
         }
     }
     Ok(())
-}
-
-/// One user turn of `chat`: the new tokens (the rendered conversation minus what the session
-/// already holds), generated and streamed; the assistant's reply is appended to `messages`.
-fn chat_turn(
-    session: &tandem::Session,
-    model: &Model,
-    a: &ChatArgs,
-    messages: &mut Vec<ChatMessage>,
-    has_template: bool,
-    text: &str,
-) -> anyhow::Result<RequestOutput> {
-    // The template may re-render earlier turns differently, so compare instead of appending.
-    let prompt = if has_template {
-        messages.push(ChatMessage {
-            role: "user".into(),
-            content: text.into(),
-        });
-        let full = model.encode_chat(messages)?;
-        let have = session.tokens()?;
-        let common = have.iter().zip(&full).take_while(|(x, y)| x == y).count();
-        session.rewind(common)?;
-        full[common..].to_vec()
-    } else {
-        let first = session.tokens()?.is_empty();
-        let piece = if first {
-            text.to_string()
-        } else {
-            format!("\n{text}")
-        };
-        model.tokenizer.encode(&piece, first)?
-    };
-    let mut stdout = std::io::stdout();
-    let out = session.generate(a.sampling.request(prompt), |t| {
-        let _ = stdout.write_all(t.text.as_bytes());
-        let _ = stdout.flush();
-    })?;
-    if has_template {
-        messages.push(ChatMessage {
-            role: "assistant".into(),
-            content: out.text.clone(),
-        });
-    }
-    Ok(out)
 }
 
 fn npu_state_json(state: &tandem::NpuState) -> serde_json::Value {
@@ -965,42 +937,7 @@ fn devices(a: DevicesArgs) -> anyhow::Result<()> {
         ..QnnOptions::default()
     });
     if a.json {
-        let mut doc = serde_json::Map::new();
-        doc.insert(
-            "cpu".into(),
-            json!({"available": true, "isa": isa, "physical_cores": threads}),
-        );
-        for (name, availability) in &delegates {
-            let entry = match availability {
-                Availability::Available(d) => {
-                    let mut e = json!({
-                        "available": true,
-                        "library": d.library,
-                        "version": d.version,
-                        "target": d.device,
-                        "simulator": d.simulated,
-                    });
-                    for (k, v) in &d.details {
-                        // Numbers stay numbers (`soc_model: 69`); `-` means not set.
-                        e[k] = match v.parse::<u64>() {
-                            Ok(n) => json!(n),
-                            Err(_) if v == "-" => serde_json::Value::Null,
-                            Err(_) => json!(v),
-                        };
-                    }
-                    e
-                }
-                Availability::Unavailable(u) => json!({
-                    "available": false,
-                    "reason": u.to_string(),
-                    "tried": u.tried.iter().map(|(p, why)| json!({"path": p, "error": why})).collect::<Vec<_>>(),
-                    "version_found": u.version_found,
-                    "version_wanted": u.version_wanted,
-                }),
-            };
-            doc.insert((*name).to_string(), entry);
-        }
-        println!("{}", serde_json::Value::Object(doc));
+        println!("{}", tandem::delegates::devices_json(&delegates));
         return Ok(());
     }
     println!("cpu     available   {isa}, {threads} physical cores");

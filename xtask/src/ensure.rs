@@ -14,6 +14,12 @@ pub const APT_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "unzip",
+    // The C ABI test: compilers, and valgrind for memory errors and leaks; a JDK for the Java
+    // binding test.
+    "gcc",
+    "g++",
+    "valgrind",
+    "openjdk-17-jdk-headless",
 ];
 pub const RUST_TARGETS: &[&str] = &[
     "aarch64-unknown-linux-gnu",

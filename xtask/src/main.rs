@@ -3,8 +3,10 @@
 //! `test` is the one command CI runs (`.ci/run`); `ensure` installs the cross toolchain it needs;
 //! `fixtures` and `default-model` regenerate `tests/fixtures/` and `assets/` with Python.
 
+mod capi;
 mod cmd;
 mod ensure;
+mod java;
 mod python;
 mod qnn;
 mod test;
@@ -29,6 +31,8 @@ enum Task {
     /// Download the pinned onnxruntime-qnn wheel once and extract the QNN HTP/System libraries
     /// into .cache/qnn/; prints the folder to export as TANDEM_QNN_LIB_DIR.
     QnnLibs,
+    /// Generate include/tandem.h from src/capi/ with cbindgen (--check: fail if it differs).
+    CapiHeader(capi::HeaderArgs),
     /// Regenerate tests/fixtures/ (tiny HF models, references, GGUF files) with Python.
     Fixtures(python::FixturesArgs),
     /// Regenerate assets/default-model.gguf (trained with torch; takes several minutes).
@@ -46,6 +50,7 @@ fn main() {
             );
         }),
         Task::QnnLibs => qnn::run(),
+        Task::CapiHeader(args) => capi::header(&args),
         Task::Fixtures(args) => python::fixtures(&args),
         Task::DefaultModel(args) => python::default_model(&args),
     };

@@ -33,6 +33,9 @@ pub enum Step {
     /// tandem-cpu and tandem-hal tests, and sys-qnn's ABI layout unit tests, for
     /// aarch64-unknown-linux-gnu, run under qemu.
     TestAarch64,
+    /// The C ABI: include/tandem.h is fresh; the C test against libtandem.so and libtandem.a
+    /// under valgrind; the header as C++17; the README's C example; the Java binding's test.
+    Capi,
     /// `cargo check --workspace --target aarch64-linux-android`
     CheckAndroid,
     /// `cargo check --workspace --target aarch64-apple-ios`
@@ -45,6 +48,7 @@ const ALL_STEPS: &[Step] = &[
     Step::Clippy,
     Step::Test,
     Step::TestAarch64,
+    Step::Capi,
     Step::CheckAndroid,
     Step::CheckIos,
 ];
@@ -57,6 +61,7 @@ impl Step {
             Step::Clippy => "clippy",
             Step::Test => "test",
             Step::TestAarch64 => "test-aarch64",
+            Step::Capi => "capi",
             Step::CheckAndroid => "check-android",
             Step::CheckIos => "check-ios",
         }
@@ -114,6 +119,7 @@ impl Step {
                 // need the x86_64 HTP library and stay on the host).
                 cmd::run(&mut aarch64(&["test", "-p", "sys-qnn", "--lib"]))
             }
+            Step::Capi => crate::capi::test(),
             Step::CheckAndroid => check_target("aarch64-linux-android"),
             Step::CheckIos => check_target("aarch64-apple-ios"),
         }
