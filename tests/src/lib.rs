@@ -95,3 +95,23 @@ pub fn qnn_lib_dir() -> Option<String> {
         }
     }
 }
+
+/// A real model file fetched from the package index by `cargo xtask test` (into `.cache/models`,
+/// checksum verified; `TANDEM_REAL_MODELS_DIR`); `None` prints why the test is skipped, and
+/// under `CI=true` a missing file is a failure, never a silent pass.
+pub fn real_model(file: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("TANDEM_REAL_MODELS_DIR").map(|d| PathBuf::from(d).join(file));
+    match path {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "TANDEM_REAL_MODELS_DIR must hold {file} in CI (cargo xtask test fetches it)"
+            );
+            sys_qnn::report_skipped_test(&format!(
+                "{file} not found: set TANDEM_REAL_MODELS_DIR or run through `cargo xtask test`"
+            ));
+            None
+        }
+    }
+}

@@ -75,37 +75,25 @@ pub fn test() -> Result<()> {
     let lib_dir = root.join("target/debug");
     let out = root.join("target/capi");
     std::fs::create_dir_all(&out)?;
-    let expected = expected_greedy(&root, &[])?;
-    let expected_csv = expected
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    println!("xtask: the Rust API's greedy continuation: {expected_csv}");
+    let expected_ids = expected_greedy(&root, &[])?;
+    let expected = csv(&expected_ids);
+    println!("xtask: the Rust API's greedy continuation: {expected}");
 
-    let c_flags = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-Iinclude"];
     let rpath = format!("-Wl,-rpath,{}", lib_dir.display());
-    let shared = out.join("capi_test_shared");
-    let statik = out.join("capi_test_static");
-    cmd::run(
-        std::process::Command::new("cc")
-            .current_dir(&root)
-            .args(c_flags)
-            .arg("tests/capi/capi_test.c")
-            .arg("-o")
-            .arg(&shared)
-            .arg(format!("-L{}", lib_dir.display()))
-            .args(["-ltandem", "-lpthread", &rpath]),
+    let link_shared = [format!("-L{}", lib_dir.display()), "-ltandem".into(), rpath];
+    let mut link_static = vec![lib_dir.join("libtandem.a").display().to_string()];
+    link_static.extend(STATIC_LINK_LIBS.iter().map(|s| s.to_string()));
+    let shared = compile(
+        C,
+        "tests/capi/capi_test.c",
+        &out.join("capi_test_shared"),
+        &link_shared,
     )?;
-    cmd::run(
-        std::process::Command::new("cc")
-            .current_dir(&root)
-            .args(c_flags)
-            .arg("tests/capi/capi_test.c")
-            .arg("-o")
-            .arg(&statik)
-            .arg(lib_dir.join("libtandem.a"))
-            .args(STATIC_LINK_LIBS),
+    let statik = compile(
+        C,
+        "tests/capi/capi_test.c",
+        &out.join("capi_test_static"),
+        &link_static,
     )?;
     // The static binary must not need libtandem.so.
     let needed = cmd::output("ldd", &[statik.as_os_str()]).unwrap_or_default();
@@ -115,19 +103,16 @@ pub fn test() -> Result<()> {
             statik.display()
         );
     }
-    let header_cpp = out.join("header_check");
-    cmd::run(
-        std::process::Command::new("c++")
-            .current_dir(&root)
-            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Iinclude"])
-            .arg("tests/capi/header_check.cpp")
-            .arg("-o")
-            .arg(&header_cpp)
-            .arg(format!("-L{}", lib_dir.display()))
-            .args(["-ltandem", &rpath]),
+    let header_cpp = compile(
+        CXX,
+        "tests/capi/header_check.cpp",
+        &out.join("header_check"),
+        &link_shared,
     )?;
     cmd::run(&mut std::process::Command::new(&header_cpp))?;
 
+    let test_args =
+        |ids: &str| [TEST_MODEL, TEST_PROMPT, &TEST_TOKENS.to_string(), ids].map(String::from);
     for binary in [&shared, &statik] {
         cmd::run(
             std::process::Command::new("valgrind")
@@ -140,20 +125,14 @@ pub fn test() -> Result<()> {
                     "--suppressions=tests/capi/valgrind.supp",
                 ])
                 .arg(binary)
-                .args([
-                    TEST_MODEL,
-                    TEST_PROMPT,
-                    &TEST_TOKENS.to_string(),
-                    &expected_csv,
-                ]),
+                .args(test_args(&expected)),
         )?;
     }
 
     // NPU prefill through the C ABI on the QNN HTP simulator, against the Rust API's NPU run
     // with the same settings (not under valgrind: the simulator would take far too long).
-    let qnn_dir = crate::qnn::ensure()?;
-    let qnn = qnn_dir.display().to_string();
-    let npu_args = [
+    let qnn = crate::qnn::ensure()?.display().to_string();
+    let npu = [
         "--prefill",
         "npu",
         "--qnn-lib",
@@ -163,21 +142,11 @@ pub fn test() -> Result<()> {
         "--ctx",
         "128",
     ];
-    let expected_npu = expected_greedy(&root, &npu_args)?;
-    let expected_npu_csv = expected_npu
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let expected_npu = csv(&expected_greedy(&root, &npu)?);
     cmd::run(
         std::process::Command::new(&shared)
             .current_dir(&root)
-            .args([
-                TEST_MODEL,
-                TEST_PROMPT,
-                &TEST_TOKENS.to_string(),
-                &expected_npu_csv,
-            ])
+            .args(test_args(&expected_npu))
             .args(["--npu", &qnn]),
     )?;
 
@@ -189,16 +158,11 @@ pub fn test() -> Result<()> {
             "README.md does not contain tests/capi/example.c verbatim; paste it into the C example"
         );
     }
-    let example = out.join("example");
-    cmd::run(
-        std::process::Command::new("cc")
-            .current_dir(&root)
-            .args(c_flags)
-            .arg("tests/capi/example.c")
-            .arg("-o")
-            .arg(&example)
-            .arg(format!("-L{}", lib_dir.display()))
-            .args(["-ltandem", &rpath]),
+    let example = compile(
+        C,
+        "tests/capi/example.c",
+        &out.join("example"),
+        &link_shared,
     )?;
     cmd::run(
         std::process::Command::new(&example)
@@ -206,7 +170,46 @@ pub fn test() -> Result<()> {
             .arg(TEST_MODEL),
     )?;
 
-    crate::java::run(&root.join(TEST_MODEL), TEST_PROMPT, TEST_TOKENS, &expected)
+    crate::java::run(
+        &root.join(TEST_MODEL),
+        TEST_PROMPT,
+        TEST_TOKENS,
+        &expected_ids,
+    )
+}
+
+/// The C compiler and flags the tests build with (the issue's: warnings are errors).
+const C: (&str, &[&str]) = (
+    "cc",
+    &["-std=c11", "-Wall", "-Wextra", "-Werror", "-Iinclude"],
+);
+/// The C++ compiler and flags: the header must compile as C++17 too.
+const CXX: (&str, &[&str]) = (
+    "c++",
+    &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-Iinclude"],
+);
+
+/// Compiles `src` (relative to the root) into `out`, linked with `link`; returns `out`.
+fn compile(
+    (compiler, flags): (&str, &[&str]),
+    src: &str,
+    out: &std::path::Path,
+    link: &[String],
+) -> Result<std::path::PathBuf> {
+    cmd::run(
+        std::process::Command::new(compiler)
+            .current_dir(cmd::root())
+            .args(flags)
+            .arg(src)
+            .arg("-o")
+            .arg(out)
+            .args(link),
+    )?;
+    Ok(out.to_path_buf())
+}
+
+fn csv(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// The greedy continuation of [`TEST_PROMPT`] through the Rust API (`tandem run --json`, which

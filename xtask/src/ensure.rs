@@ -41,6 +41,8 @@ pub fn all() -> Result<PathBuf> {
     println!("ensure: aarch64 sysroot {}", sysroot.display());
     let qnn = qnn::ensure()?;
     println!("ensure: QNN libraries {}", qnn.display());
+    let models = crate::models::ensure()?;
+    println!("ensure: real model files {}", models.display());
     Ok(sysroot)
 }
 

@@ -36,23 +36,9 @@ pub fn run(model: &Path, prompt: &str, n: usize, expected: &[u32]) -> Result<()>
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let mut java = Command::new("java");
-    java.current_dir(&root)
-        .arg(format!(
-            "-Djava.library.path={}",
-            root.join("target/debug").display()
-        ))
-        // The JVM checks every JNI call the binding makes and warns of misuse (a leaked local
-        // reference, a call with an exception pending), which fails the test below.
-        .arg("-Xcheck:jni")
-        .arg("-cp")
-        .arg(&classes)
-        .arg("dev.tandem.TandemTest")
-        .arg(model)
-        .arg(prompt)
-        .arg(n.to_string())
-        .arg(expected);
-    run_checking_jni(&mut java)?;
+    let mut test = java(&root, &classes, "dev.tandem.TandemTest");
+    test.arg(model).arg(prompt).arg(n.to_string()).arg(expected);
+    run_checking_jni(&mut test)?;
 
     // The README shows Example.java verbatim; run it too.
     let example = std::fs::read_to_string(root.join("bindings/java/test/dev/tandem/Example.java"))?;
@@ -60,18 +46,24 @@ pub fn run(model: &Path, prompt: &str, n: usize, expected: &[u32]) -> Result<()>
     if !readme.contains(example.trim_end()) {
         bail!("README.md does not contain bindings/java/test/dev/tandem/Example.java verbatim");
     }
+    run_checking_jni(java(&root, &classes, "dev.tandem.Example").arg(model))
+}
+
+/// `java` running `main_class` against the JNI library in `target/debug`.
+fn java(root: &Path, classes: &Path, main_class: &str) -> Command {
     let mut java = Command::new("java");
-    java.current_dir(&root)
+    java.current_dir(root)
         .arg(format!(
             "-Djava.library.path={}",
             root.join("target/debug").display()
         ))
+        // The JVM checks every JNI call the binding makes and warns of misuse (a leaked local
+        // reference, a call with an exception pending), which fails the run.
         .arg("-Xcheck:jni")
         .arg("-cp")
-        .arg(&classes)
-        .arg("dev.tandem.Example")
-        .arg(model);
-    run_checking_jni(&mut java)
+        .arg(classes)
+        .arg(main_class);
+    java
 }
 
 /// Like [`cmd::run`], and also fails if the JVM reported JNI misuse (HotSpot prints those

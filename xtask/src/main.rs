@@ -6,7 +6,9 @@
 mod capi;
 mod cmd;
 mod ensure;
+mod fetch;
 mod java;
+mod models;
 mod python;
 mod qnn;
 mod test;
@@ -35,6 +37,9 @@ enum Task {
     CapiHeader(capi::HeaderArgs),
     /// Regenerate tests/fixtures/ (tiny HF models, references, GGUF files) with Python.
     Fixtures(python::FixturesArgs),
+    /// Regenerate tests/fixtures/real/ (llama.cpp's tokens, greedy continuations and logits on
+    /// the real model files; builds llama.cpp from the pinned source package).
+    RealFixtures,
     /// Regenerate assets/default-model.gguf (trained with torch; takes several minutes).
     DefaultModel(python::DefaultModelArgs),
 }
@@ -53,6 +58,7 @@ fn main() {
         Task::CapiHeader(args) => capi::header(&args),
         Task::Fixtures(args) => python::fixtures(&args),
         Task::DefaultModel(args) => python::default_model(&args),
+        Task::RealFixtures => python::real_fixtures(),
     };
     if let Err(err) = result {
         eprintln!("xtask: error: {err:#}");

@@ -4,18 +4,16 @@
 //! of `fixtures` needs llama.cpp's converter, which we take from the `llama-cpp-python` source
 //! distribution on PyPI (pinned by version and sha256) and unpack under the ignored `.cache/`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd;
+use crate::{cmd, fetch};
 
 const LLAMA_CPP_PYTHON: &str = "llama_cpp_python-0.3.36";
 const LLAMA_CPP_PYTHON_SHA256: &str =
     "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e";
-/// PEP 503 index page listing the source distribution's download link (PyPI's own file host).
-const PYPI_INDEX: &str = "https://pypi.org/simple/llama-cpp-python/";
 /// Use an existing llama.cpp checkout (with convert_hf_to_gguf.py and gguf-py) instead.
 const LLAMA_CPP_DIR_ENV: &str = "TANDEM_LLAMA_CPP_DIR";
 /// The Python interpreter to use (default `python3`).
@@ -126,16 +124,12 @@ fn llama_cpp_tree() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let tarball = cache.join(format!("{LLAMA_CPP_PYTHON}.tar.gz"));
-    if !tarball.is_file() || sha256(&tarball)? != LLAMA_CPP_PYTHON_SHA256 {
-        download_sdist(&tarball)?;
-    }
-    let got = sha256(&tarball)?;
-    if got != LLAMA_CPP_PYTHON_SHA256 {
-        bail!(
-            "{}: sha256 {got}, expected {LLAMA_CPP_PYTHON_SHA256}",
-            tarball.display()
-        );
-    }
+    fetch::pypi_file(
+        "llama-cpp-python",
+        &format!("{LLAMA_CPP_PYTHON}.tar.gz"),
+        LLAMA_CPP_PYTHON_SHA256,
+        &tarball,
+    )?;
     cmd::run(
         Command::new("tar")
             .arg("-xzf")
@@ -153,22 +147,69 @@ fn llama_cpp_tree() -> Result<PathBuf> {
     Ok(tree)
 }
 
-/// pip cannot fetch this sdist without building its metadata (which needs CMake), so read the
-/// link from PyPI's simple index and fetch the file itself; the sha256 pin guards the result.
-fn download_sdist(dest: &Path) -> Result<()> {
-    let index = cmd::output("curl", &["-fsSL", PYPI_INDEX])
-        .with_context(|| format!("could not read {PYPI_INDEX} with curl"))?;
-    let file = format!("{LLAMA_CPP_PYTHON}.tar.gz");
-    let url = index
-        .split('"')
-        .find(|s| s.starts_with("https://") && s.contains(&format!("/{file}")))
-        .map(|s| s.split('#').next().unwrap_or(s).to_string())
-        .with_context(|| format!("{PYPI_INDEX} lists no {file}"))?;
-    cmd::run(Command::new("curl").args(["-fL", "-o"]).arg(dest).arg(&url))
-}
-
-fn sha256(path: &Path) -> Result<String> {
-    let out = cmd::output("sha256sum", &[path.as_os_str()])
-        .with_context(|| format!("sha256sum {} failed", path.display()))?;
-    Ok(out.split_whitespace().next().unwrap_or("").to_string())
+/// `cargo xtask real-fixtures`: builds llama.cpp from the pinned source package (CMake, Release,
+/// native), compiles `scripts/llama_ref.c` against it, fetches the real model files, and writes
+/// llama.cpp's references for them into `tests/fixtures/real/` (committed, so CI needs none of
+/// this). Needs cmake, a C/C++ compiler, and Python with jinja2 and gguf.
+pub fn real_fixtures() -> Result<()> {
+    check_modules(&["jinja2", "gguf", "numpy"])?;
+    if cmd::output("cmake", &["--version"]).is_none() {
+        bail!("cmake not found (apt-get install cmake)");
+    }
+    let tree = llama_cpp_tree()?;
+    let build = cmd::root().join(".cache").join("llama.cpp-build");
+    cmd::run(
+        Command::new("cmake")
+            .arg("-S")
+            .arg(&tree)
+            .arg("-B")
+            .arg(&build)
+            .args([
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DGGML_NATIVE=ON",
+                "-DBUILD_SHARED_LIBS=OFF",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_EXAMPLES=OFF",
+                "-DLLAMA_BUILD_SERVER=OFF",
+                "-DLLAMA_CURL=OFF",
+            ]),
+    )?;
+    cmd::run(
+        Command::new("cmake")
+            .arg("--build")
+            .arg(&build)
+            .args(["--target", "llama", "-j2"]),
+    )?;
+    let libs = [
+        "src/libllama.a",
+        "ggml/src/libggml.a",
+        "ggml/src/libggml-cpu.a",
+        "ggml/src/libggml-base.a",
+    ];
+    let binary = build.join("llama_ref");
+    let mut cc = Command::new("cc");
+    cc.args(["-O2", "-std=c11"])
+        .arg(format!("-I{}", tree.join("include").display()))
+        .arg(format!("-I{}", tree.join("ggml/include").display()))
+        .arg(cmd::root().join("scripts/llama_ref.c"))
+        .arg("-o")
+        .arg(&binary);
+    for lib in libs {
+        cc.arg(build.join(lib));
+    }
+    cc.args(["-lstdc++", "-lgomp", "-lpthread", "-lm"]);
+    cmd::run(&mut cc)?;
+    let models = crate::models::ensure()?;
+    let version = LLAMA_CPP_PYTHON;
+    cmd::run(
+        Command::new(python())
+            .current_dir(cmd::root())
+            .arg("scripts/make_real_model_fixtures.py")
+            .arg("--llama-ref")
+            .arg(&binary)
+            .arg("--models")
+            .arg(&models)
+            .args(["--out", "tests/fixtures/real"])
+            .args(["--llama-cpp-version", &format!("vendored in {version}")]),
+    )
 }

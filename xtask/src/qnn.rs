@@ -9,13 +9,11 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cmd;
+use crate::{cmd, fetch};
 
 const WHEEL: &str = "onnxruntime_qnn-2.7.0-cp311-cp311-manylinux_2_35_x86_64.whl";
 /// sha256 of [`WHEEL`] as served by PyPI (also in the index's `#sha256=` fragment).
 const WHEEL_SHA256: &str = "c56c01562b8534fe8980cfea4601408d950c065f8251fb862ce82101c52c9849";
-/// PEP 503 index page listing the wheel's download link.
-const PYPI_INDEX: &str = "https://pypi.org/simple/onnxruntime-qnn/";
 /// The folder inside the wheel holding the QNN libraries, and its libc++ sibling.
 const LIB_FOLDER: &str = "onnxruntime_qnn";
 const LIBS_SIBLING: &str = "onnxruntime_qnn.libs";
@@ -62,16 +60,7 @@ pub fn ensure() -> Result<PathBuf> {
     let cache = cache();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let wheel = cache.join(WHEEL);
-    if !wheel.is_file() || sha256(&wheel)? != WHEEL_SHA256 {
-        download(&wheel)?;
-    }
-    let got = sha256(&wheel)?;
-    if got != WHEEL_SHA256 {
-        bail!(
-            "{}: sha256 {got}, expected {WHEEL_SHA256} (delete it and retry)",
-            wheel.display()
-        );
-    }
+    fetch::pypi_file("onnxruntime-qnn", WHEEL, WHEEL_SHA256, &wheel)?;
     extract(&wheel)?;
     for f in REQUIRED {
         let path = lib_dir().join(f);
@@ -103,28 +92,6 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Reads the wheel's URL from PyPI's simple index and fetches it with curl; the sha256 pin guards
-/// the result. (pip would pick a wheel by the local Python's tags; the libraries inside are the
-/// same in every cp3xx wheel, so we pin one file.)
-fn download(dest: &Path) -> Result<()> {
-    let index = cmd::output("curl", &["-fsSL", PYPI_INDEX])
-        .with_context(|| format!("could not read {PYPI_INDEX} with curl"))?;
-    let url = index
-        .split('"')
-        .find(|s| s.starts_with("https://") && s.contains(&format!("/{WHEEL}")))
-        .map(|s| s.split('#').next().unwrap_or(s).to_string())
-        .with_context(|| format!("{PYPI_INDEX} lists no {WHEEL}"))?;
-    let partial = dest.with_extension("whl.part");
-    cmd::run(
-        Command::new("curl")
-            .args(["-fL", "--retry", "3", "-o"])
-            .arg(&partial)
-            .arg(&url),
-    )?;
-    std::fs::rename(&partial, dest)
-        .with_context(|| format!("moving {} to {}", partial.display(), dest.display()))
-}
-
 /// Extracts the library folder and its libc++ sibling with `unzip` (installed by `ensure` when
 /// missing) into a fresh extraction root.
 fn extract(wheel: &Path) -> Result<()> {
@@ -145,10 +112,4 @@ fn extract(wheel: &Path) -> Result<()> {
             .arg("-d")
             .arg(&root),
     )
-}
-
-fn sha256(path: &Path) -> Result<String> {
-    let out = cmd::output("sha256sum", &[path.as_os_str()])
-        .with_context(|| format!("sha256sum {} failed", path.display()))?;
-    Ok(out.split_whitespace().next().unwrap_or("").to_string())
 }

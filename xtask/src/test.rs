@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::ValueEnum;
 
-use crate::{cmd, ensure, qnn};
+use crate::{cmd, ensure, models, qnn};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,7 +28,8 @@ pub enum Step {
     /// `cargo clippy --workspace --all-targets -- -D warnings`
     Clippy,
     /// `cargo test --workspace` on the host, with TANDEM_QNN_LIB_DIR set to the QNN libraries
-    /// (fetched if missing; a failure to fetch fails the step).
+    /// and TANDEM_REAL_MODELS_DIR to the real model files (both fetched if missing, checksums
+    /// verified; a failure to fetch fails the step).
     Test,
     /// tandem-cpu and tandem-hal tests, and sys-qnn's ABI layout unit tests, for
     /// aarch64-unknown-linux-gnu, run under qemu.
@@ -81,12 +82,14 @@ impl Step {
             ])),
             Step::Test => {
                 let qnn_dir = qnn::ensure()?;
+                let models_dir = models::ensure()?;
                 let skip_log = skip_log_path();
                 let _ = std::fs::remove_file(&skip_log);
                 let result = cmd::run(
                     cmd::cargo()
                         .args(["test", "--workspace"])
                         .env(qnn::LIB_DIR_ENV, qnn_dir)
+                        .env(models::DIR_ENV, models_dir)
                         .env(SKIP_LOG_ENV, &skip_log),
                 );
                 report_skips(&skip_log);
