@@ -229,15 +229,25 @@ fn engine_config_refuses_bad_settings_with_their_status() {
         }),
         Some(Status::InvalidArgument)
     );
-    assert_eq!(
-        bad(EngineConfig {
-            prefill: PrefillPolicy::Npu,
-            require_npu: true,
-            qnn_lib_dir: Some("/nonexistent/qnn".into()),
-            ..EngineConfig::default()
-        }),
-        Some(Status::NpuUnavailable)
-    );
+    // An explicit QNN folder that does not hold the libraries: the search goes on to
+    // TANDEM_QNN_LIB_DIR (documented order), so with the simulator there the NPU is prepared and
+    // `require_npu` is met; without it, `require_npu` turns the missing NPU into an error.
+    let npu = EngineConfig {
+        prefill: PrefillPolicy::Npu,
+        require_npu: true,
+        qnn_lib_dir: Some("/nonexistent/qnn".into()),
+        chunk_sizes: vec![8],
+        context_length: 64,
+        ..EngineConfig::default()
+    };
+    let env_has_qnn = std::env::var_os("TANDEM_QNN_LIB_DIR")
+        .is_some_and(|d| std::path::Path::new(&d).join("libQnnHtp.so").is_file());
+    if env_has_qnn {
+        let engine = npu.open(&m).map_err(|e| e.to_string()).unwrap();
+        assert!(matches!(engine.npu_state(), tandem::NpuState::Ready { .. }));
+    } else {
+        assert_eq!(bad(npu), Some(Status::NpuUnavailable));
+    }
     let missing = tandem::ModelSource::Path("/nonexistent/m.gguf".into());
     let Err(e) = EngineConfig::default().open(&missing) else {
         panic!("a missing model opened");
