@@ -65,6 +65,10 @@ int main(int argc, char **argv) {
     llama_log_set(no_log, NULL);
     llama_backend_init();
     struct llama_model_params mp = llama_model_default_params();
+    /* No extra buffer types (weight repacking, AMX): on the Sapphire Rapids host these
+     * references were made on, ggml's AMX matmul crashed on this Q4_1 file; the plain CPU
+     * kernels are the reference. */
+    mp.use_extra_bufts = false;
     struct llama_model *model = llama_model_load_from_file(argv[1], mp);
     if (!model) {
         fprintf(stderr, "cannot load %s\n", argv[1]);

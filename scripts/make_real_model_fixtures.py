@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 
 import jinja2
+import jinja2.ext
 import jinja2.sandbox
 from gguf import GGUFReader
 

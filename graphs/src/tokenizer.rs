@@ -16,6 +16,7 @@ use tokenizers::decoders::strip::Strip;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as NormSequence, NFC};
+use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
@@ -559,11 +560,22 @@ fn byte_level_from_gguf(
         // Qwen2's tokenizer.json normalizes to NFC before splitting.
         "qwen2" => (split(QWEN2_SPLIT)?, true),
         "llama-bpe" | "llama3" => (split(LLAMA3_SPLIT)?, false),
+        // SmolLM (and StarCoder, Refact): every digit on its own, then GPT-2's regex — as the
+        // models' tokenizer.json (`Digits(individual_digits)` then `ByteLevel`) and llama.cpp
+        // (`\p{N}`, then the GPT-2 pattern) both split.
+        "smollm" | "starcoder" | "refact" => (
+            PreSequence::new(vec![
+                Digits::new(true).into(),
+                ByteLevel::new(false, true, true).into(),
+            ])
+            .into(),
+            false,
+        ),
         other => {
             return Err(gguf_err(
                 "tokenizer.ggml.pre",
                 format!(
-                    "pre-tokenizer `{other}` is not supported (supported: default, gpt-2, qwen2, llama-bpe)"
+                    "pre-tokenizer `{other}` is not supported (supported: default, gpt-2, qwen2, llama-bpe, smollm, starcoder, refact)"
                 ),
             ))
         }
