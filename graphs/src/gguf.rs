@@ -64,6 +64,9 @@ pub fn dtype_from_ggml(ggml_type: u32) -> Option<DType> {
         0 => DType::F32,
         1 => DType::F16,
         2 => DType::Q4_0,
+        3 => DType::Q4_1,
+        6 => DType::Q5_0,
+        7 => DType::Q5_1,
         8 => DType::Q8_0,
         30 => DType::BF16,
         _ => return None,
@@ -334,7 +337,7 @@ impl GgufFile {
             path: self.path.clone(),
             tensor: name.to_string(),
             dtype: format!(
-                "ggml type {} ({}); supported: F32, F16, BF16, Q8_0, Q4_0",
+                "ggml type {} ({}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1",
                 info.ggml_type,
                 ggml_type_name(info.ggml_type)
             ),

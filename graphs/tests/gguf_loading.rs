@@ -118,7 +118,15 @@ fn permutation_matches_a_hand_worked_head() {
 
 #[test]
 fn llama_unpermute_on_quantized_rows() {
-    for matrix in [DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16] {
+    for matrix in [
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::F16,
+        DType::BF16,
+    ] {
         let model = logical_model(DIMS, Parts::default());
         let w = gguf_model("llama", DIMS, &model, matrix);
         let (_d, path) = write(&w, "gguf-quant");

@@ -25,7 +25,9 @@ pub use delegate::{
     Delegate, DeviceDescription, PrefillDelegate, PrepareReport, PrepareRequest, PreparedFrom,
     Unavailable, DEFAULT_CHUNK_SIZES,
 };
-pub use dtype::{BlockQ4_0, BlockQ8_0, DType, QK4_0, QK8_0};
+pub use dtype::{
+    BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, DType, QK4_0, QK4_1, QK5_0, QK5_1, QK8_0,
+};
 pub use error::{Error, Result};
 pub use kv_cache::{KvCache, KvLayerMut, KvShape};
 pub use tensor::{HostBytes, Tensor};

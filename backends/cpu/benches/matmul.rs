@@ -13,12 +13,15 @@ use tandem_hal::{DType, HostBytes};
 const ROWS: usize = 896;
 const COLS: usize = 4864;
 const PREFILL: usize = 64;
-const DTYPES: [DType; 5] = [
+const DTYPES: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
 ];
 
 fn values(n: usize, seed: u32) -> Vec<f32> {

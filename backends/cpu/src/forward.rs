@@ -22,17 +22,24 @@ pub enum WeightFormat {
 }
 
 impl WeightFormat {
-    /// Parses `auto | f32 | f16 | bf16 | q8_0 | q4_0`.
+    /// Parses `auto | f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1`.
     pub fn parse(s: &str) -> Result<WeightFormat> {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(WeightFormat::AsStored);
         }
         match DType::from_name(s) {
-            Some(d @ (DType::F32 | DType::F16 | DType::BF16 | DType::Q8_0 | DType::Q4_0)) => {
-                Ok(WeightFormat::Convert(d))
-            }
+            Some(
+                d @ (DType::F32
+                | DType::F16
+                | DType::BF16
+                | DType::Q8_0
+                | DType::Q4_0
+                | DType::Q4_1
+                | DType::Q5_0
+                | DType::Q5_1),
+            ) => Ok(WeightFormat::Convert(d)),
             _ => Err(Error::InvalidInput(format!(
-                "weight format `{s}`: expected auto, f32, f16, bf16, q8_0 or q4_0"
+                "weight format `{s}`: expected auto, f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1"
             ))),
         }
     }
@@ -571,4 +578,32 @@ where
             f(first + j, chunk);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_format_names() {
+        assert_eq!(WeightFormat::parse("AUTO").unwrap(), WeightFormat::AsStored);
+        for d in [
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::Q8_0,
+            DType::Q4_0,
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+        ] {
+            assert_eq!(
+                WeightFormat::parse(d.name()).unwrap(),
+                WeightFormat::Convert(d)
+            );
+        }
+        let e = WeightFormat::parse("i32").unwrap_err().to_string();
+        assert!(e.contains("q5_1"), "{e}");
+        assert!(WeightFormat::parse("q4_k").is_err());
+    }
 }

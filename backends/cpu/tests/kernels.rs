@@ -6,15 +6,26 @@ use tandem_cpu::kernels::{
     self, isa_name, matmul, matmul_ref, matmul_with_isa, scalar, Isa, Matrix, ISA_ENV,
 };
 use tandem_cpu::pool::ThreadPool;
-use tandem_hal::dtype::{quantize_row_q4_0, quantize_row_q8_0};
+use tandem_hal::dtype::{quantize_row, quantize_row_q4_0, quantize_row_q8_0};
 use tandem_hal::{BlockQ4_0, BlockQ8_0, DType, HostBytes, Tensor};
 
-const ALL: [DType; 5] = [
+const ALL: [DType; 8] = [
     DType::F32,
     DType::F16,
     DType::BF16,
     DType::Q8_0,
     DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
+];
+
+const QUANT: [DType; 5] = [
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+    DType::Q5_0,
+    DType::Q5_1,
 ];
 
 /// Deterministic values in [-1, 1) with a per-row scale so blocks have different magnitudes.
@@ -75,6 +86,35 @@ fn abs_dot(w: &Matrix, x: &[f32], n_tokens: usize) -> Vec<f32> {
     out
 }
 
+/// The magnitude of the terms a matmul's f32 sums add up, per output: [`abs_dot`], except that
+/// the `_1` types (`w = d·q + m`) sum `d·q·x` and `m·x` as separate terms, which can cancel, so
+/// their scale is `sum_k (|w_k - m| + |m|)·|x_k|` with `m` the minimum of `k`'s block.
+fn term_scale(w: &Matrix, x: &[f32], n_tokens: usize) -> Vec<f32> {
+    if !matches!(w.dtype, DType::Q4_1 | DType::Q5_1) {
+        return abs_dot(w, x, n_tokens);
+    }
+    let mut row = vec![0.0; w.cols];
+    let mut out = vec![0.0; n_tokens * w.rows];
+    for r in 0..w.rows {
+        w.row_to_f32(r, &mut row);
+        let mins: Vec<f32> = w
+            .row(r)
+            .chunks(w.dtype.block_bytes())
+            .map(|b| f16::from_le_bytes([b[2], b[3]]).to_f32())
+            .collect();
+        for t in 0..n_tokens {
+            let xt = &x[t * w.cols..(t + 1) * w.cols];
+            out[t * w.rows + r] = row
+                .iter()
+                .zip(xt)
+                .enumerate()
+                .map(|(k, (a, b))| ((a - mins[k / 32]).abs() + mins[k / 32].abs()) * b.abs())
+                .sum();
+        }
+    }
+    out
+}
+
 #[test]
 fn dispatch_picks_the_best_isa() {
     let available = Isa::available();
@@ -120,12 +160,16 @@ fn dispatch_picks_the_best_isa() {
 /// sqrt(n)·2^-24·Σ|w·x| (≈ 4e-6·Σ at n = 4096), so 3e-5·Σ|w·x| leaves a wide margin while a single
 /// dropped or doubled term at n = 4096 (≈ Σ/n = 2.4e-4·Σ) fails it. Q8_0/Q4_0: every block dot is
 /// an exact i32 on both sides; only the f32 accumulation of at most 8·n/32 scaled partial sums
-/// differs, so the bound is tighter: 1e-5·Σ|w·x|.
+/// differs, so the bound is tighter: 1e-5·Σ|w·x|. Q4_1/Q5_1 add a second per-block term, `m·Σx`,
+/// summed apart, and the two may cancel: the same 1e-5 applies to the magnitude of the terms
+/// summed ([`term_scale`]), here 2.7-5.6× Σ|w·x|.
 #[test]
 fn every_isa_matches_the_scalar_reference() {
     let pools: Vec<ThreadPool> = [1, 2, 3].into_iter().map(ThreadPool::new).collect();
     let shapes = [(5, 32), (13, 64), (7, 96), (37, 4096)];
     let mut checked = 0;
+    // The largest error seen per dtype, as a fraction of its tolerance.
+    let mut worst = std::collections::BTreeMap::<String, f32>::new();
     for isa in Isa::available() {
         for dtype in ALL {
             for (si, &(rows, cols)) in shapes.iter().enumerate() {
@@ -134,13 +178,15 @@ fn every_isa_matches_the_scalar_reference() {
                     let x = values(n_tokens * cols, 100 + n_tokens as u64);
                     let mut want = vec![0.0; n_tokens * rows];
                     matmul_ref(&w, &x, n_tokens, &mut want);
-                    let scale = abs_dot(&w, &x, n_tokens);
+                    let scale = term_scale(&w, &x, n_tokens);
                     let rel = if dtype.is_quantized() { 1e-5 } else { 3e-5 };
                     for pool in &pools {
                         let mut got = vec![f32::NAN; n_tokens * rows];
                         matmul_with_isa(isa, pool, &w, &x, n_tokens, &mut got);
                         for i in 0..got.len() {
                             let tol = rel * scale[i] + 1e-30;
+                            let seen = worst.entry(dtype.name().to_string()).or_default();
+                            *seen = seen.max((got[i] - want[i]).abs() / tol);
                             assert!(
                                 (got[i] - want[i]).abs() <= tol,
                                 "{} {dtype} [{rows}x{cols}] n_tokens={n_tokens} threads={} out {i}: \
@@ -157,13 +203,14 @@ fn every_isa_matches_the_scalar_reference() {
             }
         }
     }
-    println!("{checked} matmuls checked");
+    println!("{checked} matmuls checked; largest error / tolerance: {worst:?}");
 }
 
 /// Every block dot is an exact i32 on every ISA, including the extremes the int8 tricks must
-/// survive (weights of -128 and ±127, all-nibble-0 and all-nibble-15 Q4_0 blocks, activations at
-/// ±127). With unit scales and integer activations (one ±127 per block, so the Q8_0 scale is
-/// exactly 1) every product, block dot and partial sum is an integer below 2^24, so the f32
+/// survive (weights of -128 and ±127, all-nibble-0 and all-nibble-15 Q4_0 blocks, all-0 and
+/// all-31 five-bit values, every fifth bit set or clear, activations at ±127). With unit scales,
+/// integer minimums and integer activations (one ±127 per block, so the Q8_0 scale is exactly 1)
+/// every product, block dot, `m·Σx` term and partial sum is an integer below 2^24, so the f32
 /// accumulation is exact in any order and all ISAs must agree bit for bit.
 #[test]
 fn quantized_block_dots_are_exact() {
@@ -180,23 +227,37 @@ fn quantized_block_dots_are_exact() {
     for cols in [512usize, 480] {
         let nb = cols / 32;
         let rows = 9;
-        for dtype in [DType::Q8_0, DType::Q4_0] {
+        for dtype in QUANT {
             let mut bytes = Vec::new();
             for r in 0..rows {
                 for b in 0..nb {
+                    let case = (r + b) % 4;
                     bytes.extend_from_slice(&f16::ONE.to_le_bytes());
+                    if matches!(dtype, DType::Q4_1 | DType::Q5_1) {
+                        // Minimums from -16 to +12, so weights reach -16..=43.
+                        let m = ((r * 7 + b * 3) % 8) as f32 * 4.0 - 16.0;
+                        bytes.extend_from_slice(&f16::from_f32(m).to_le_bytes());
+                    }
+                    // Case 0: every value at its lowest, case 1: at its highest (Q8_0: -128 and
+                    // random), otherwise random bytes; the Q5 fifth bits follow the same cases.
+                    let fill = |next: &mut dyn FnMut() -> u64| match case {
+                        0 if dtype == DType::Q8_0 => 0x80,
+                        0 => 0x00,
+                        1 if dtype != DType::Q8_0 => 0xFF,
+                        _ => next() as u8,
+                    };
+                    if matches!(dtype, DType::Q5_0 | DType::Q5_1) {
+                        for _ in 0..4 {
+                            bytes.push(fill(&mut next));
+                        }
+                    }
                     let n = if dtype == DType::Q8_0 { 32 } else { 16 };
                     for _ in 0..n {
-                        let v = match (r + b) % 4 {
-                            0 if dtype == DType::Q8_0 => 0x80, // -128
-                            0 => 0x00,                         // every weight -8
-                            1 if dtype == DType::Q4_0 => 0xFF, // every weight +7
-                            _ => next() as u8,
-                        };
-                        bytes.push(v);
+                        bytes.push(fill(&mut next));
                     }
                 }
             }
+            assert_eq!(bytes.len(), rows * dtype.row_bytes(cols).unwrap());
             let w = Matrix::new("w", dtype, rows, cols, HostBytes::from_vec(bytes)).unwrap();
             for n_tokens in [1usize, 5, 9] {
                 let x: Vec<f32> = (0..n_tokens * cols)
@@ -209,6 +270,17 @@ fn quantized_block_dots_are_exact() {
                     .collect();
                 let mut want = vec![0.0; n_tokens * rows];
                 matmul_ref(&w, &x, n_tokens, &mut want);
+                // The activations quantize to themselves, so the reference is the exact integer
+                // dot with the dequantized weights.
+                let mut row = vec![0.0f32; cols];
+                for r in 0..rows {
+                    w.row_to_f32(r, &mut row);
+                    for t in 0..n_tokens {
+                        let xt = &x[t * cols..(t + 1) * cols];
+                        let exact: f64 = row.iter().zip(xt).map(|(a, b)| f64::from(a * b)).sum();
+                        assert_eq!(f64::from(want[t * rows + r]), exact, "{dtype} r={r} t={t}");
+                    }
+                }
                 for isa in Isa::available() {
                     for offset in [0usize, 1] {
                         let wo = at_offset(&w, offset);
@@ -237,7 +309,7 @@ fn quantized_block_dots_are_exact() {
 fn quantized_matmul_error_is_bounded_by_activation_quantization() {
     let pool = ThreadPool::new(2);
     let (rows, cols, n_tokens) = (24, 512, 5);
-    for dtype in [DType::Q8_0, DType::Q4_0] {
+    for dtype in QUANT {
         let wq = matrix(dtype, rows, cols, 3, 0);
         let wf = wq.convert(DType::F32, &pool).unwrap();
         let x = values(n_tokens * cols, 11);
@@ -246,6 +318,7 @@ fn quantized_matmul_error_is_bounded_by_activation_quantization() {
         matmul(&pool, &wq, &x, n_tokens, &mut yq);
         matmul_ref(&wf, &x, n_tokens, &mut yf);
         let scale = abs_dot(&wf, &x, n_tokens);
+        let terms = term_scale(&wq, &x, n_tokens);
         let mut row = vec![0.0; cols];
         for r in 0..rows {
             wf.row_to_f32(r, &mut row);
@@ -259,7 +332,7 @@ fn quantized_matmul_error_is_bounded_by_activation_quantization() {
                         wb.iter().map(|w| w.abs()).sum::<f32>() * 0.57 * d
                     })
                     .sum::<f32>()
-                    + 1e-5 * scale[t * rows + r];
+                    + 1e-5 * terms[t * rows + r];
                 let (a, b) = (yq[t * rows + r], yf[t * rows + r]);
                 assert!(
                     (a - b).abs() <= bound,
@@ -298,7 +371,19 @@ fn matmul_ref_known_values() {
     w8.extend((1..32).map(|k| k as f32 - 15.0));
     // Q4_0 row: w[k] = k % 16 - 8 (first |max| is -8, so d = 1): (-8) + (-15) + 7·127 = 866.
     let w4: Vec<f32> = (0..32).map(|k| (k % 16) as f32 - 8.0).collect();
-    for (dtype, wv, want) in [(DType::Q8_0, w8, 2174.0f32), (DType::Q4_0, w4, 866.0)] {
+    // Q4_1 row: w[k] = k % 16 - 3 (min -3, max 12: d = 1, m = -3): 2·(120 - 48) + 126·12 = 1656.
+    let w41: Vec<f32> = (0..32).map(|k| (k % 16) as f32 - 3.0).collect();
+    // Q5_0 row: w[k] = k - 16 (first |max| is -16, so d = 1): (496 - 512) + 126·15 = 1874.
+    let w50: Vec<f32> = (0..32).map(|k| k as f32 - 16.0).collect();
+    // Q5_1 row: w[k] = k - 7 (min -7, max 24: d = 1, m = -7): (496 - 224) + 126·24 = 3296.
+    let w51: Vec<f32> = (0..32).map(|k| k as f32 - 7.0).collect();
+    for (dtype, wv, want) in [
+        (DType::Q8_0, w8, 2174.0f32),
+        (DType::Q4_0, w4, 866.0),
+        (DType::Q4_1, w41, 1656.0),
+        (DType::Q5_0, w50, 1874.0),
+        (DType::Q5_1, w51, 3296.0),
+    ] {
         let f = Matrix::new("w", DType::F32, 1, 32, HostBytes::from_vec(f32_bytes(&wv))).unwrap();
         let m = f.convert(dtype, &pool).unwrap();
         let mut y = [0.0f32];
@@ -482,6 +567,14 @@ fn convert_round_trips() {
     assert_eq!(q4.data.as_bytes(), &want4[..]);
     assert_eq!(q8.size_bytes(), rows * cols / 32 * 34);
     assert_eq!(q4.size_bytes(), rows * cols / 32 * 18);
+    for (dtype, block_bytes) in [(DType::Q4_1, 20), (DType::Q5_0, 22), (DType::Q5_1, 24)] {
+        let q = f.convert(dtype, &pool).unwrap();
+        let mut want = vec![0u8; rows * cols / 32 * block_bytes];
+        for (row, out) in v.chunks(cols).zip(want.chunks_mut(cols / 32 * block_bytes)) {
+            quantize_row(dtype, row, out);
+        }
+        assert_eq!(q.data.as_bytes(), &want[..], "{dtype}");
+    }
 
     // A quantized source is dequantized first: q8_0 -> f16 equals f16 of the dequantized values,
     // and re-quantizing the dequantized q8_0 reproduces the same blocks.

@@ -250,6 +250,15 @@ pub fn encode(dtype: DType, shape: &[usize], data: &[f32]) -> Vec<u8> {
             }
             out
         }
+        DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
+            let row = *shape.last().unwrap();
+            let rb = dtype.row_bytes(row).unwrap();
+            let mut out = vec![0u8; data.len() / row * rb];
+            for (r, o) in data.chunks(row).zip(out.chunks_exact_mut(rb)) {
+                tandem_hal::dtype::quantize_row(dtype, r, o);
+            }
+            out
+        }
         DType::I32 => panic!("no i32 weights"),
     }
 }
@@ -373,6 +382,9 @@ pub fn ggml_type(d: DType) -> u32 {
         DType::F32 => GGML_F32,
         DType::F16 => GGML_F16,
         DType::Q4_0 => GGML_Q4_0,
+        DType::Q4_1 => 3,
+        DType::Q5_0 => 6,
+        DType::Q5_1 => 7,
         DType::Q8_0 => GGML_Q8_0,
         DType::BF16 => GGML_BF16,
         DType::I32 => 26,

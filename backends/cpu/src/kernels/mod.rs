@@ -1,5 +1,6 @@
-//! CPU compute kernels: weight matrices in f32/f16/bf16/q8_0/q4_0, `y = x · Wᵀ` over the pool,
-//! and the small vector helpers of a transformer block (RMSNorm, SwiGLU, softmax, dot, axpy).
+//! CPU compute kernels: weight matrices in f32/f16/bf16/q8_0/q4_0/q4_1/q5_0/q5_1, `y = x · Wᵀ`
+//! over the pool, and the small vector helpers of a transformer block (RMSNorm, SwiGLU, softmax,
+//! dot, axpy).
 //!
 //! Every kernel has a scalar reference ([`scalar`]) and SIMD versions chosen once at run time
 //! ([`Isa`]): on x86_64 AVX2+FMA+F16C, plus AVX-VNNI (256-bit `vpdpbusd` int8 dot) and AVX-512
@@ -8,13 +9,18 @@
 //! ([`Isa::selected_for`]); `TANDEM_CPU_ISA=scalar` (or the name of another available ISA)
 //! forces one ISA for every dtype.
 //! Weight bytes may sit at any offset of a mapped file, so no kernel assumes alignment.
+//!
+//! Quantized weights meet activations quantized once per matmul to Q8_0 blocks, so each block dot
+//! is an exact integer dot times both scales. A `_1` block adds a minimum `m` to every weight; its
+//! share `m·dx·Σa` needs only the activation block's sum, which is also computed once per matmul
+//! (not per weight row).
 
 use std::ops::Range;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use half::{bf16, f16};
-use tandem_hal::dtype::{dequantize_row, quantize_row_q4_0, quantize_row_q8_0};
-use tandem_hal::{BlockQ4_0, BlockQ8_0, DType, Error, HostBytes, Result, Tensor, QK8_0};
+use tandem_hal::dtype::{dequantize_row, quantize_row, quantize_row_q8_0};
+use tandem_hal::{BlockQ8_0, DType, Error, HostBytes, Result, Tensor, QK8_0};
 
 use crate::pool::{split_range, ThreadPool};
 
@@ -179,7 +185,7 @@ pub fn isa_name() -> &'static str {
     Isa::selected().name()
 }
 
-/// A row-major weight matrix `[rows, cols]` in F32/F16/BF16/Q8_0/Q4_0 (`cols` a whole number of
+/// A row-major weight matrix `[rows, cols]` in any [`DType`] but I32 (`cols` a whole number of
 /// blocks). The bytes are used where they lie (e.g. inside a mapped file), at any alignment.
 #[derive(Clone, Debug)]
 pub struct Matrix {
@@ -262,8 +268,8 @@ impl Matrix {
     }
 
     /// Re-encodes to `to`: f32/f16/bf16 by round-to-nearest conversion (exact when the value is
-    /// representable), q8_0/q4_0 with the reference quantizers (dequantizing a quantized source
-    /// first). Rows are converted in parallel over `pool`.
+    /// representable), quantized types with the hal reference quantizers (dequantizing a quantized
+    /// source first). Rows are converted in parallel over `pool`.
     pub fn convert(&self, to: DType, pool: &ThreadPool) -> Result<Matrix> {
         if to == self.dtype {
             return Ok(self.clone());
@@ -325,33 +331,20 @@ fn encode_row(to: DType, src: &[f32], dst: &mut [u8]) {
                 d.copy_from_slice(&bf16::from_f32(*v).to_le_bytes());
             }
         }
-        DType::Q8_0 => {
-            let mut blocks = vec![BlockQ8_0::default(); src.len() / QK8_0];
-            quantize_row_q8_0(src, &mut blocks);
-            for (d, b) in dst.chunks_exact_mut(scalar::Q8_0_BYTES).zip(&blocks) {
-                d[..2].copy_from_slice(&b.d.to_le_bytes());
-                for (o, &q) in d[2..].iter_mut().zip(&b.qs) {
-                    *o = q as u8;
-                }
-            }
-        }
-        DType::Q4_0 => {
-            let mut blocks = vec![BlockQ4_0::default(); src.len() / tandem_hal::QK4_0];
-            quantize_row_q4_0(src, &mut blocks);
-            for (d, b) in dst.chunks_exact_mut(scalar::Q4_0_BYTES).zip(&blocks) {
-                d[..2].copy_from_slice(&b.d.to_le_bytes());
-                d[2..].copy_from_slice(&b.qs);
-            }
+        DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
+            quantize_row(to, src, dst)
         }
         DType::I32 => unreachable!("rejected by Matrix::convert"),
     }
 }
 
-/// The activations of a matmul as the weight type wants them: f32 rows, or Q8_0 blocks per token.
+/// The activations of a matmul as the weight type wants them: f32 rows, or Q8_0 blocks per token
+/// (`nb` per token) with, for weights with a minimum ([`needs_act_sums`]), each block's `d·Σq`
+/// (else an empty slice).
 #[derive(Clone, Copy)]
 enum Act<'a> {
     F32(&'a [f32], usize),
-    Q8(&'a [BlockQ8_0], usize),
+    Q8(&'a [BlockQ8_0], &'a [f32], usize),
 }
 
 impl<'a> Act<'a> {
@@ -362,12 +355,24 @@ impl<'a> Act<'a> {
         }
     }
 
-    fn q8_token(self, t: usize) -> &'a [BlockQ8_0] {
+    fn q8_token(self, t: usize) -> (&'a [BlockQ8_0], &'a [f32]) {
         match self {
-            Act::Q8(x, nb) => &x[t * nb..(t + 1) * nb],
+            Act::Q8(x, s, nb) => {
+                let sums = if s.is_empty() {
+                    s
+                } else {
+                    &s[t * nb..(t + 1) * nb]
+                };
+                (&x[t * nb..(t + 1) * nb], sums)
+            }
             Act::F32(..) => unreachable!("q8_0 activations expected"),
         }
     }
+}
+
+/// Whether `dtype`'s blocks carry a minimum, whose term needs the activation block sums.
+fn needs_act_sums(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_1 | DType::Q5_1)
 }
 
 /// `RB` weight rows (starting at `r0`) times `NT` tokens (starting at `t0`) on `isa`.
@@ -381,8 +386,8 @@ fn tile<const RB: usize, const NT: usize>(
 ) -> [[f32; NT]; RB] {
     let wr: [&[u8]; RB] = std::array::from_fn(|i| w.row(r0 + i));
     if w.dtype.is_quantized() {
-        let xs: [&[BlockQ8_0]; NT] = std::array::from_fn(|j| act.q8_token(t0 + j));
-        quant_tile(isa, w.dtype, wr, xs)
+        let xs: [(&[BlockQ8_0], &[f32]); NT] = std::array::from_fn(|j| act.q8_token(t0 + j));
+        quant_tile(isa, w.dtype, wr, xs.map(|(x, _)| x), xs.map(|(_, s)| s))
     } else {
         let xs: [&[f32]; NT] = std::array::from_fn(|j| act.f32_token(t0 + j));
         plain_tile(isa, w.dtype, wr, xs)
@@ -447,23 +452,30 @@ fn quant_tile<const RB: usize, const NT: usize>(
     dtype: DType,
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
 ) -> [[f32; NT]; RB] {
     match isa {
-        Isa::Scalar => {
-            let f = match dtype {
-                DType::Q8_0 => scalar::dot_q8_0_row,
-                DType::Q4_0 => scalar::dot_q4_0_row,
+        Isa::Scalar => std::array::from_fn(|i| {
+            std::array::from_fn(|j| match dtype {
+                DType::Q8_0 => scalar::dot_q8_0_row(w[i], x[j]),
+                DType::Q4_0 => scalar::dot_q4_0_row(w[i], x[j]),
+                DType::Q4_1 => scalar::dot_q4_1_row(w[i], x[j], s[j]),
+                DType::Q5_0 => scalar::dot_q5_0_row(w[i], x[j]),
+                DType::Q5_1 => scalar::dot_q5_1_row(w[i], x[j], s[j]),
                 _ => unreachable!("quantized dtype expected"),
-            };
-            std::array::from_fn(|i| std::array::from_fn(|j| f(w[i], x[j])))
-        }
+            })
+        }),
         // SAFETY: `Isa::Avx2` is only selected after detecting AVX2, FMA and F16C; every weight
-        // row holds `x[j].len()` blocks of `dtype` (checked by `Matrix::new` and `matmul`).
+        // row holds `x[j].len()` blocks of `dtype` (checked by `Matrix::new` and `matmul`), and
+        // `s[j]` holds as many sums where the type needs them.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe {
             match dtype {
                 DType::Q8_0 => x86::tile_q8_0(w, x),
                 DType::Q4_0 => x86::tile_q4_0(w, x),
+                DType::Q4_1 => x86::tile_q4_1(w, x, s),
+                DType::Q5_0 => x86::tile_q5_0(w, x),
+                DType::Q5_1 => x86::tile_q5_1(w, x, s),
                 _ => unreachable!("quantized dtype expected"),
             }
         },
@@ -474,6 +486,9 @@ fn quant_tile<const RB: usize, const NT: usize>(
             match dtype {
                 DType::Q8_0 => x86::tile_q8_0_vnni(w, x),
                 DType::Q4_0 => x86::tile_q4_0_vnni(w, x),
+                DType::Q4_1 => x86::tile_q4_1_vnni(w, x, s),
+                DType::Q5_0 => x86::tile_q5_0_vnni(w, x),
+                DType::Q5_1 => x86::tile_q5_1_vnni(w, x, s),
                 _ => unreachable!("quantized dtype expected"),
             }
         },
@@ -484,6 +499,9 @@ fn quant_tile<const RB: usize, const NT: usize>(
             match dtype {
                 DType::Q8_0 => x86_avx512::tile_q8_0(w, x),
                 DType::Q4_0 => x86_avx512::tile_q4_0(w, x),
+                DType::Q4_1 => x86_avx512::tile_q4_1(w, x, s),
+                DType::Q5_0 => x86_avx512::tile_q5_0(w, x),
+                DType::Q5_1 => x86_avx512::tile_q5_1(w, x, s),
                 _ => unreachable!("quantized dtype expected"),
             }
         },
@@ -493,6 +511,9 @@ fn quant_tile<const RB: usize, const NT: usize>(
             match dtype {
                 DType::Q8_0 => neon::tile_q8_0(w, x),
                 DType::Q4_0 => neon::tile_q4_0(w, x),
+                DType::Q4_1 => neon::tile_q4_1(w, x, s),
+                DType::Q5_0 => neon::tile_q5_0(w, x),
+                DType::Q5_1 => neon::tile_q5_1(w, x, s),
                 _ => unreachable!("quantized dtype expected"),
             }
         },
@@ -502,6 +523,9 @@ fn quant_tile<const RB: usize, const NT: usize>(
             match dtype {
                 DType::Q8_0 => neon::tile_q8_0_dot(w, x),
                 DType::Q4_0 => neon::tile_q4_0_dot(w, x),
+                DType::Q4_1 => neon::tile_q4_1_dot(w, x, s),
+                DType::Q5_0 => neon::tile_q5_0_dot(w, x),
+                DType::Q5_1 => neon::tile_q5_1_dot(w, x, s),
                 _ => unreachable!("quantized dtype expected"),
             }
         },
@@ -615,46 +639,62 @@ fn check_shapes(what: &str, w: &Matrix, x: &[f32], n_tokens: usize, y: &[f32]) {
 }
 
 /// Quantizes each token's activations to Q8_0 with the reference quantizer (so every ISA sees
-/// identical blocks and the block dots are exact).
+/// identical blocks and the block dots are exact), and with `sums` each block's `d·Σq` too.
 fn quantize_act(
     pool: Option<&ThreadPool>,
     x: &[f32],
     cols: usize,
     n_tokens: usize,
-) -> Vec<BlockQ8_0> {
+    sums: bool,
+) -> (Vec<BlockQ8_0>, Vec<f32>) {
     let nb = cols / QK8_0;
     let mut q = vec![BlockQ8_0::default(); nb * n_tokens];
+    let mut s = vec![0.0f32; if sums { nb * n_tokens } else { 0 }];
+    let one = |t: usize, b: &mut [BlockQ8_0], s: &mut [f32]| {
+        quantize_row_q8_0(&x[t * cols..(t + 1) * cols], b);
+        if sums {
+            scalar::act_block_sums(b, s);
+        }
+    };
+    // Chunks of the sums per token: `nb` when they are computed, else empty.
+    let snb = if sums { nb } else { 0 };
     match pool {
         Some(pool) if n_tokens >= 2 * pool.n_threads() && pool.n_threads() > 1 => {
             let nth = pool.n_threads();
             let mut parts = Vec::with_capacity(nth);
-            let mut rest = q.as_mut_slice();
+            let (mut rest, mut srest) = (q.as_mut_slice(), s.as_mut_slice());
             for ith in 0..nth {
                 let toks = split_range(n_tokens, ith, nth, 1);
                 let (mine, tail) = rest.split_at_mut(toks.len() * nb);
-                parts.push(Mutex::new((toks, mine)));
-                rest = tail;
+                let (smine, stail) = srest.split_at_mut(toks.len() * snb);
+                parts.push(Mutex::new((toks, mine, smine)));
+                (rest, srest) = (tail, stail);
             }
             pool.run(|ith, _| {
                 let mut part = parts[ith].lock().unwrap_or_else(PoisonError::into_inner);
-                let (toks, blocks) = &mut *part;
-                for (t, b) in toks.clone().zip(blocks.chunks_exact_mut(nb.max(1))) {
-                    quantize_row_q8_0(&x[t * cols..(t + 1) * cols], b);
+                let (toks, blocks, sums) = &mut *part;
+                for (i, t) in toks.clone().enumerate() {
+                    let b = &mut blocks[i * nb..(i + 1) * nb];
+                    one(t, b, &mut sums[i * snb..(i + 1) * snb]);
                 }
             });
         }
         _ => {
-            for (t, b) in q.chunks_exact_mut(nb.max(1)).enumerate().take(n_tokens) {
-                quantize_row_q8_0(&x[t * cols..(t + 1) * cols], b);
+            for t in 0..n_tokens {
+                one(
+                    t,
+                    &mut q[t * nb..(t + 1) * nb],
+                    &mut s[t * snb..(t + 1) * snb],
+                );
             }
         }
     }
-    q
+    (q, s)
 }
 
 /// `y[t*rows + r] = sum_k W[r,k] * x[t*cols + k]` for `t in 0..n_tokens` (`y = x · Wᵀ`), split
-/// across `pool` by output rows, on the [`Isa::selected`] instruction set. For Q8_0/Q4_0 weights
-/// `x` is first quantized to Q8_0 per token and each block dot is an exact integer dot.
+/// across `pool` by output rows, on the [`Isa::selected_for`] instruction set. For quantized
+/// weights `x` is first quantized to Q8_0 per token and each block dot is an exact integer dot.
 pub fn matmul(pool: &ThreadPool, w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
     matmul_with_isa(Isa::selected_for(w.dtype), pool, w, x, n_tokens, y)
 }
@@ -680,8 +720,8 @@ pub fn matmul_with_isa(
     }
     let q;
     let act = if w.dtype.is_quantized() {
-        q = quantize_act(Some(pool), x, w.cols, n_tokens);
-        Act::Q8(&q, w.cols / QK8_0)
+        q = quantize_act(Some(pool), x, w.cols, n_tokens, needs_act_sums(w.dtype));
+        Act::Q8(&q.0, &q.1, w.cols / QK8_0)
     } else {
         Act::F32(x, w.cols)
     };
@@ -710,8 +750,9 @@ pub fn matmul_with_isa(
     });
 }
 
-/// Single-threaded scalar reference of [`matmul`]: one sequential f32 sum per output (for Q8_0/
-/// Q4_0, per-block exact i32 dots times both scales, `x` quantized by the hal reference).
+/// Single-threaded scalar reference of [`matmul`]: one sequential f32 sum per output (for the
+/// quantized types, per-block exact i32 dots times both scales plus `m` times the activation block
+/// sum for the `_1` types, `x` quantized by the hal reference).
 pub fn matmul_ref(w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
     check_shapes("matmul_ref", w, x, n_tokens, y);
     if n_tokens == 0 || w.rows == 0 {
@@ -719,8 +760,8 @@ pub fn matmul_ref(w: &Matrix, x: &[f32], n_tokens: usize, y: &mut [f32]) {
     }
     let q;
     let act = if w.dtype.is_quantized() {
-        q = quantize_act(None, x, w.cols, n_tokens);
-        Act::Q8(&q, w.cols / QK8_0)
+        q = quantize_act(None, x, w.cols, n_tokens, needs_act_sums(w.dtype));
+        Act::Q8(&q.0, &q.1, w.cols / QK8_0)
     } else {
         Act::F32(x, w.cols)
     };

@@ -14,7 +14,7 @@ use std::arch::asm;
 
 use tandem_hal::BlockQ8_0;
 
-use super::scalar::{Q4_0_BYTES, Q8_0_BYTES};
+use super::scalar::{Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES};
 
 const F32: u8 = 0;
 const F16: u8 = 1;
@@ -158,26 +158,80 @@ pub(super) unsafe fn tile_bf16<const RB: usize, const NT: usize>(
     plain_tile::<BF16, RB, NT>(w, x)
 }
 
+// Quantized weight types, as const generic parameters.
 const Q8: u8 = 0;
 const Q4: u8 = 1;
+const Q4_1: u8 = 2;
+const Q5_0: u8 = 3;
+const Q5_1: u8 = 4;
 
-/// The 32 weights of the block at `p` as signed bytes (elements 0..16, 16..32).
+const fn block_bytes(qt: u8) -> usize {
+    match qt {
+        Q8 => Q8_0_BYTES,
+        Q4 => Q4_0_BYTES,
+        Q4_1 => Q4_1_BYTES,
+        Q5_0 => Q5_0_BYTES,
+        _ => Q5_1_BYTES,
+    }
+}
+
+/// Where a block's packed values start: after the scale, the minimum and the fifth bits.
+const fn qs_at(qt: u8) -> usize {
+    match qt {
+        Q8 | Q4 => 2,
+        Q4_1 => 4,
+        Q5_0 => 6,
+        _ => 8,
+    }
+}
+
+/// Whether a block carries a minimum `m` (f16 at bytes 2..4).
+const fn has_min(qt: u8) -> bool {
+    qt == Q4_1 || qt == Q5_1
+}
+
+/// `0x10` in byte `j` of (elements 0..16, 16..32) where fifth bit `j` of the Q5 block whose four
+/// `qh` bytes are at `p` is set.
+#[inline]
+unsafe fn fifth_bits(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    // Bytes 0..8 of a half take one qh byte, 8..16 the next; each byte then tests its own bit.
+    let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    let ten = vdupq_n_u8(0x10);
+    let lo = vcombine_u8(vdup_n_u8(*p), vdup_n_u8(*p.add(1)));
+    let hi = vcombine_u8(vdup_n_u8(*p.add(2)), vdup_n_u8(*p.add(3)));
+    (
+        vandq_u8(vtstq_u8(lo, bit), ten),
+        vandq_u8(vtstq_u8(hi, bit), ten),
+    )
+}
+
+/// The 32 weights of the block at `p` as signed bytes (elements 0..16, 16..32): Q8_0 as stored,
+/// Q4_0 / Q5_0 minus their offset 8 / 16, Q4_1 / Q5_1 as stored (0..=15 / 0..=31).
 #[inline]
 unsafe fn load_block<const QT: u8>(p: *const u8) -> (int8x16_t, int8x16_t) {
     if QT == Q8 {
-        (
+        return (
             vreinterpretq_s8_u8(vld1q_u8(p.add(2))),
             vreinterpretq_s8_u8(vld1q_u8(p.add(18))),
-        )
-    } else {
-        // Low nibbles are elements 0..16, high nibbles 16..32, both stored as q + 8.
-        let b = vld1q_u8(p.add(2));
-        let eight = vdupq_n_s8(8);
-        (
-            vsubq_s8(vreinterpretq_s8_u8(vandq_u8(b, vdupq_n_u8(0x0F))), eight),
-            vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(b)), eight),
-        )
+        );
     }
+    // Low nibbles are elements 0..16, high nibbles 16..32.
+    let b = vld1q_u8(p.add(qs_at(QT)));
+    let (mut lo, mut hi) = (vandq_u8(b, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(b));
+    if QT == Q5_0 || QT == Q5_1 {
+        let qh_at = if QT == Q5_0 { 2 } else { 4 };
+        let (h0, h1) = fifth_bits(p.add(qh_at));
+        lo = vorrq_u8(lo, h0);
+        hi = vorrq_u8(hi, h1);
+    }
+    let (lo, hi) = (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi));
+    let bias = match QT {
+        Q4 => 8,
+        Q5_0 => 16,
+        _ => return (lo, hi),
+    };
+    let bias = vdupq_n_s8(bias);
+    (vsubq_s8(lo, bias), vsubq_s8(hi, bias))
 }
 
 #[inline]
@@ -221,52 +275,64 @@ unsafe fn block_dot_widen(w: (int8x16_t, int8x16_t), x: (int8x16_t, int8x16_t)) 
 }
 
 /// `out[i][j] = w[i] · x[j]` for quantized weight rows (`QT`) and Q8_0 activations; `SDOT` picks
-/// the dot-product instruction.
+/// the dot-product instruction. For the types with a minimum `s[j]` holds each activation block's
+/// `d·Σq`, and `m·s` is summed apart, in f32.
 ///
 /// # Safety
-/// Each `w[i]` holds at least `x[0].len()` blocks and every `x[j]` has the same number of blocks
-/// (asserted); with `SDOT`, the CPU must support `dotprod`.
+/// Each `w[i]` holds at least `x[0].len()` blocks, every `x[j]` has the same number of blocks, and
+/// so does every `s[j]` when `QT` has a minimum (asserted); with `SDOT`, the CPU must support
+/// `dotprod`.
 #[inline(always)]
 unsafe fn quant_tile<const QT: u8, const SDOT: bool, const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
 ) -> [[f32; NT]; RB] {
     let nb = if NT == 0 { 0 } else { x[0].len() };
-    let bb = if QT == Q8 { Q8_0_BYTES } else { Q4_0_BYTES };
+    let bb = block_bytes(QT);
     for i in 0..RB {
         assert!(w[i].len() >= nb * bb, "weight row shorter than activations");
     }
     for j in 0..NT {
         assert_eq!(x[j].len(), nb, "token rows differ in length");
+        assert!(!has_min(QT) || s[j].len() == nb, "activation sums missing");
     }
     let z8 = vdupq_n_s8(0);
     let mut acc = [[vdupq_n_f32(0.0); NT]; RB];
+    let mut off = [[0.0f32; NT]; RB];
     for b in 0..nb {
         let mut wq = [(z8, z8); RB];
         let mut dw = [0.0f32; RB];
+        let mut mw = [0.0f32; RB];
         for i in 0..RB {
             let p = w[i].as_ptr().add(b * bb);
             wq[i] = load_block::<QT>(p);
             dw[i] = f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]));
+            if has_min(QT) {
+                mw[i] = f16_to_f32(u16::from_le_bytes([*p.add(2), *p.add(3)]));
+            }
         }
         for j in 0..NT {
             let xb = &x[j][b];
             let xq = load_act(xb);
             let dx = xb.d.to_f32();
             for i in 0..RB {
-                let s = if SDOT {
+                let d = if SDOT {
                     block_dot_sdot(wq[i], xq)
                 } else {
                     block_dot_widen(wq[i], xq)
                 };
-                acc[i][j] = vfmaq_n_f32(acc[i][j], vcvtq_f32_s32(s), dw[i] * dx);
+                acc[i][j] = vfmaq_n_f32(acc[i][j], vcvtq_f32_s32(d), dw[i] * dx);
+                if has_min(QT) {
+                    off[i][j] += mw[i] * s[j][b];
+                }
             }
         }
     }
     let mut out = [[0.0f32; NT]; RB];
     for i in 0..RB {
         for j in 0..NT {
-            out[i][j] = vaddvq_f32(acc[i][j]);
+            out[i][j] = vaddvq_f32(acc[i][j]) + off[i][j];
         }
     }
     out
@@ -278,7 +344,7 @@ pub(super) unsafe fn tile_q8_0<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q8, false, RB, NT>(w, x)
+    quant_tile::<Q8, false, RB, NT>(w, x, [&[]; NT])
 }
 
 /// # Safety
@@ -287,7 +353,36 @@ pub(super) unsafe fn tile_q4_0<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q4, false, RB, NT>(w, x)
+    quant_tile::<Q4, false, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`].
+pub(super) unsafe fn tile_q4_1<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q4_1, false, RB, NT>(w, x, s)
+}
+
+/// # Safety
+/// See [`quant_tile`].
+pub(super) unsafe fn tile_q5_0<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_0, false, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`].
+pub(super) unsafe fn tile_q5_1<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_1, false, RB, NT>(w, x, s)
 }
 
 /// # Safety
@@ -297,7 +392,7 @@ pub(super) unsafe fn tile_q8_0_dot<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q8, true, RB, NT>(w, x)
+    quant_tile::<Q8, true, RB, NT>(w, x, [&[]; NT])
 }
 
 /// # Safety
@@ -307,7 +402,39 @@ pub(super) unsafe fn tile_q4_0_dot<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q4, true, RB, NT>(w, x)
+    quant_tile::<Q4, true, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`]; the CPU must support `dotprod`.
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn tile_q4_1_dot<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q4_1, true, RB, NT>(w, x, s)
+}
+
+/// # Safety
+/// See [`quant_tile`]; the CPU must support `dotprod`.
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn tile_q5_0_dot<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_0, true, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`]; the CPU must support `dotprod`.
+#[target_feature(enable = "dotprod")]
+pub(super) unsafe fn tile_q5_1_dot<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_1, true, RB, NT>(w, x, s)
 }
 
 /// `sum a[i] * b[i]` with four independent accumulators.

@@ -4,9 +4,13 @@
 use half::{bf16, f16};
 use tandem_hal::{BlockQ8_0, QK4_0, QK8_0};
 
-/// Bytes of one Q8_0 / Q4_0 block as stored in weight rows.
+/// Bytes of one block as stored in weight rows (f16 scale, f16 min for the `_1` types, 32 fifth
+/// bits for the `5` types, then the packed values).
 pub(crate) const Q8_0_BYTES: usize = 2 + QK8_0;
 pub(crate) const Q4_0_BYTES: usize = 2 + QK4_0 / 2;
+pub(crate) const Q4_1_BYTES: usize = 4 + 16;
+pub(crate) const Q5_0_BYTES: usize = 2 + 4 + 16;
+pub(crate) const Q5_1_BYTES: usize = 4 + 4 + 16;
 
 /// Scale of a block starting at `b[0..2]` (little-endian f16), read without alignment.
 #[inline]
@@ -66,6 +70,63 @@ pub fn dot_q4_0_row(w: &[u8], x: &[BlockQ8_0]) -> f32 {
             sumi += lo * i32::from(xb.qs[j]) + hi * i32::from(xb.qs[j + half]);
         }
         acc += sumi as f32 * (block_scale(wb) * xb.d.to_f32());
+    }
+    acc
+}
+
+/// `d · Σ q` of every activation block: what a weight block's minimum `m` multiplies, since
+/// `Σ (dw·q_i + m)·(dx·a_i) = dw·dx·Σ q_i·a_i + m·(dx·Σ a_i)`.
+pub fn act_block_sums(x: &[BlockQ8_0], out: &mut [f32]) {
+    for (o, xb) in out.iter_mut().zip(x) {
+        let s: i32 = xb.qs.iter().map(|&q| i32::from(q)).sum();
+        *o = xb.d.to_f32() * s as f32;
+    }
+}
+
+/// Q4_1 weight row · Q8_0 activation row; `s` holds [`act_block_sums`] of `x`.
+pub fn dot_q4_1_row(w: &[u8], x: &[BlockQ8_0], s: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for ((wb, xb), &xs) in w.chunks_exact(Q4_1_BYTES).zip(x).zip(s) {
+        let mut sumi = 0i32;
+        for (j, &byte) in wb[4..].iter().enumerate() {
+            sumi += i32::from(byte & 0x0F) * i32::from(xb.qs[j])
+                + i32::from(byte >> 4) * i32::from(xb.qs[j + 16]);
+        }
+        acc += sumi as f32 * (block_scale(wb) * xb.d.to_f32()) + block_scale(&wb[2..]) * xs;
+    }
+    acc
+}
+
+/// `i32` dot of the 5-bit values of a Q5 block (`qh` = its fifth bits, `qs` its nibbles) with an
+/// activation block, each value minus `bias`.
+#[inline]
+fn q5_block_dot(qh: &[u8], qs: &[u8], bias: i32, xq: &[i8; QK8_0]) -> i32 {
+    let h = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    let mut sumi = 0i32;
+    for (j, &byte) in qs.iter().enumerate() {
+        let lo = i32::from(byte & 0x0F) | ((h >> j & 1) as i32) << 4;
+        let hi = i32::from(byte >> 4) | ((h >> (j + 16) & 1) as i32) << 4;
+        sumi += (lo - bias) * i32::from(xq[j]) + (hi - bias) * i32::from(xq[j + 16]);
+    }
+    sumi
+}
+
+/// Q5_0 weight row · Q8_0 activation row.
+pub fn dot_q5_0_row(w: &[u8], x: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (wb, xb) in w.chunks_exact(Q5_0_BYTES).zip(x) {
+        let sumi = q5_block_dot(&wb[2..6], &wb[6..22], 16, &xb.qs);
+        acc += sumi as f32 * (block_scale(wb) * xb.d.to_f32());
+    }
+    acc
+}
+
+/// Q5_1 weight row · Q8_0 activation row; `s` holds [`act_block_sums`] of `x`.
+pub fn dot_q5_1_row(w: &[u8], x: &[BlockQ8_0], s: &[f32]) -> f32 {
+    let mut acc = 0.0f32;
+    for ((wb, xb), &xs) in w.chunks_exact(Q5_1_BYTES).zip(x).zip(s) {
+        let sumi = q5_block_dot(&wb[4..8], &wb[8..24], 0, &xb.qs);
+        acc += sumi as f32 * (block_scale(wb) * xb.d.to_f32()) + block_scale(&wb[2..]) * xs;
     }
     acc
 }

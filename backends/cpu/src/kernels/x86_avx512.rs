@@ -4,18 +4,25 @@
 //!
 //! Same tiles as [`super::x86`], twice as wide: 16 f32 lanes per FMA for plain weights, and two
 //! quantized blocks per register for the int8 dot, which uses `vpdpbusd` with offset weights (see
-//! [`super::x86::weight_offset`]) so every i32 lane is exact.
+//! [`super::x86::weight_offset`]) so every i32 lane is exact. AVX-512 BW turns a Q5 block's 32
+//! fifth bits straight into a byte mask, and the `_1` types' `m·Σx` term is spread over the lanes
+//! of its block. Quantized decode (one token) takes the 256-bit one-block kernel of [`super::x86`]
+//! in its AVX-512 encoding instead: the pairing shuffles cost more than they save there.
 
 // Tile loops index several parallel register arrays by the same constant-bounded counter, which
 // LLVM unrolls into registers; iterator chains over them would only obscure that.
 #![allow(clippy::needless_range_loop)]
 
+use std::arch::asm;
 use std::arch::x86_64::*;
 
 use tandem_hal::BlockQ8_0;
 
-use super::scalar::{Q4_0_BYTES, Q8_0_BYTES};
-use super::x86::{block_scale, elem_bytes, f16_to_f32, weight_offset, Q4, Q8};
+use super::scalar::Q8_0_BYTES;
+use super::x86::{
+    act_scale, block_bytes, block_scale, elem_bytes, fifth_bits, has_min, is_q5, qs_at,
+    quant_tile_dpbusd, scale_min, weight_offset, Q4, Q4_1, Q5_0, Q5_1, Q8,
+};
 
 const F32: u8 = 0;
 const F16: u8 = 1;
@@ -141,16 +148,21 @@ pub(super) unsafe fn tile_bf16<const RB: usize, const NT: usize>(
 #[inline]
 unsafe fn load_block<const QT: u8>(p: *const u8) -> __m256i {
     if QT == Q8 {
-        _mm256_xor_si256(
+        return _mm256_xor_si256(
             _mm256_loadu_si256(p.add(2).cast()),
             _mm256_set1_epi8(i8::MIN),
-        )
+        );
+    }
+    let b = _mm_loadu_si128(p.add(qs_at(QT)).cast());
+    let m = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(b, m);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), m);
+    let v = _mm256_set_m128i(hi, lo);
+    if is_q5(QT) {
+        let h = _mm256_maskz_mov_epi8(fifth_bits::<QT>(p), _mm256_set1_epi8(0x10));
+        _mm256_or_si256(v, h)
     } else {
-        let b = _mm_loadu_si128(p.add(2).cast());
-        let m = _mm_set1_epi8(0x0F);
-        let lo = _mm_and_si128(b, m);
-        let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), m);
-        _mm256_set_m128i(hi, lo)
+        v
     }
 }
 
@@ -166,10 +178,18 @@ unsafe fn load_block_pair<const QT: u8>(p: *const u8) -> __m512i {
         _mm512_xor_si512(v, _mm512_set1_epi8(i8::MIN))
     } else {
         // [nibbles of block 0 | nibbles of block 1] → [lo0, lo1, hi0, hi1] → [lo0, hi0, lo1, hi1].
-        let b = _mm256_loadu2_m128i(p.add(2 + Q4_0_BYTES).cast(), p.add(2).cast());
+        let (qs, bb) = (qs_at(QT), block_bytes(QT));
+        let b = _mm256_loadu2_m128i(p.add(bb + qs).cast(), p.add(qs).cast());
         let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b), _mm256_srli_epi16::<4>(b));
         let v = _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-        _mm512_shuffle_i64x2::<0b11_01_10_00>(v, v)
+        let v = _mm512_shuffle_i64x2::<0b11_01_10_00>(v, v);
+        if is_q5(QT) {
+            // Byte k is element k of block 0, then element k - 32 of block 1.
+            let k = u64::from(fifth_bits::<QT>(p)) | u64::from(fifth_bits::<QT>(p.add(bb))) << 32;
+            _mm512_or_si512(v, _mm512_maskz_mov_epi8(k, _mm512_set1_epi8(0x10)))
+        } else {
+            v
+        }
     }
 }
 
@@ -182,59 +202,106 @@ unsafe fn load_act_pair(x: &[BlockQ8_0], b: usize) -> __m512i {
     _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
-/// Sixteen lanes: `a` in the low eight, `b` in the high eight.
+/// The first two f16 at `p` and at `q` (a block's scale, then its minimum or first values) as f32
+/// lanes `[p0, p1, q0, q1]`. Assembly for the reason given at [`super::x86`]'s `f16x4`; one
+/// conversion for both blocks also spares shuffles, which bound these kernels.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
-unsafe fn halves(a: f32, b: f32) -> __m512 {
-    let v = _mm512_castps256_ps512(_mm256_set1_ps(a));
-    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
-        _mm512_castps_pd(v),
-        _mm256_castps_pd(_mm256_set1_ps(b)),
-    ))
+unsafe fn f16_pairs(p: *const u8, q: *const u8) -> __m128 {
+    let v: __m128;
+    // SAFETY: reads 4 bytes at `p` and at `q`, each inside a block (blocks are at least 18 bytes
+    // and the callers pass block starts); AVX and F16C are enabled for this function.
+    asm!(
+        "vmovd {v}, dword ptr [{p}]",
+        "vpinsrd {v}, {v}, dword ptr [{q}], 1",
+        "vcvtph2ps {v}, {v}",
+        p = in(reg) p,
+        q = in(reg) q,
+        v = out(xmm_reg) v,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    v
+}
+
+/// Sixteen lanes: `v[A]` in the low eight (block 0), `v[B]` in the high eight (block 1).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn halves<const A: i32, const B: i32>(v: __m128) -> __m512 {
+    let idx = _mm512_set_epi32(B, B, B, B, B, B, B, B, A, A, A, A, A, A, A, A);
+    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
 }
 
 /// `out[i][j] = w[i] · x[j]` for quantized weight rows (`QT`) and Q8_0 activations, two blocks per
 /// step. Each i32 lane starts at `-OFFSET * (sum of its four x)` so that `vpdpbusd` over the offset
-/// (unsigned) weights ends exactly at `sum w * x`; nothing saturates (|lane| < 4·255·128).
+/// (unsigned) weights ends exactly at `sum w * x`; nothing saturates (|lane| < 4·255·128). For the
+/// types with a minimum (stored unsigned, no correction) `s[j]` holds each activation block's
+/// `d·Σq`, and `m·s` enters the accumulators as an extra product, an eighth in each of the block's
+/// eight lanes. One token goes to [`quant_tile_dpbusd`].
 ///
 /// # Safety
-/// The features of this module must be available; each `w[i]` holds at least `x[0].len()` blocks
-/// and every `x[j]` has the same number of blocks.
+/// The features of this module must be available; each `w[i]` holds at least `x[0].len()` blocks,
+/// every `x[j]` has the same number of blocks, and so does every `s[j]` when `QT` has a minimum.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 unsafe fn quant_tile<const QT: u8, const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
 ) -> [[f32; NT]; RB] {
+    if NT == 1 {
+        // Decode: one block per step on 256 bits measured faster (fewer shuffles per block).
+        return quant_tile_dpbusd::<QT, true, RB, NT>(w, x, s);
+    }
     let nb = if NT == 0 { 0 } else { x[0].len() };
-    let bb = if QT == Q8 { Q8_0_BYTES } else { Q4_0_BYTES };
+    let bb = block_bytes(QT);
     for i in 0..RB {
         assert!(w[i].len() >= nb * bb, "weight row shorter than activations");
     }
     for j in 0..NT {
         assert_eq!(x[j].len(), nb, "token rows differ in length");
+        assert!(!has_min(QT) || s[j].len() == nb, "activation sums missing");
     }
     let offset = _mm512_set1_epi8(weight_offset(QT));
     let zero = _mm512_setzero_si512();
     let mut acc = [[_mm512_setzero_ps(); NT]; RB];
+    let mut off = [[0.0f32; NT]; RB];
     let mut b = 0;
     while b + 2 <= nb {
         let mut wu = [zero; RB];
         let mut dw = [_mm512_setzero_ps(); RB];
+        let mut mw = [_mm512_setzero_ps(); RB];
         for i in 0..RB {
             let p = w[i].as_ptr().add(b * bb);
             wu[i] = load_block_pair::<QT>(p);
-            dw[i] = halves(block_scale(p), block_scale(p.add(bb)));
+            let v = f16_pairs(p, p.add(bb));
+            dw[i] = halves::<0, 2>(v);
+            if has_min(QT) {
+                mw[i] = halves::<1, 3>(v);
+            }
         }
         for j in 0..NT {
             let xq = load_act_pair(x[j], b);
-            let dx = halves(
-                f16_to_f32(x[j][b].d.to_bits()),
-                f16_to_f32(x[j][b + 1].d.to_bits()),
-            );
-            let start = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, offset, xq));
+            let dx = halves::<0, 2>(f16_pairs(
+                (&x[j][b] as *const BlockQ8_0).cast(),
+                (&x[j][b + 1] as *const BlockQ8_0).cast(),
+            ));
+            let start = if has_min(QT) {
+                zero
+            } else {
+                _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, offset, xq))
+            };
+            // `m·s` spread over the eight lanes of its block: an eighth in each (exact).
+            let s8 = if has_min(QT) {
+                let pair = _mm_castpd_ps(_mm_load_sd(s[j][b..b + 2].as_ptr().cast()));
+                _mm512_mul_ps(halves::<0, 1>(pair), _mm512_set1_ps(0.125))
+            } else {
+                _mm512_setzero_ps()
+            };
             for i in 0..RB {
-                let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wu[i], xq));
-                acc[i][j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw[i], dx), acc[i][j]);
+                let d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wu[i], xq));
+                acc[i][j] = _mm512_fmadd_ps(d, _mm512_mul_ps(dw[i], dx), acc[i][j]);
+                if has_min(QT) {
+                    acc[i][j] = _mm512_fmadd_ps(mw[i], s8, acc[i][j]);
+                }
             }
         }
         b += 2;
@@ -252,14 +319,29 @@ unsafe fn quant_tile<const QT: u8, const RB: usize, const NT: usize>(
         for j in 0..NT {
             let xb = &x[j][b];
             let xq = _mm256_loadu_si256(xb.qs.as_ptr().cast());
-            let dx = f16_to_f32(xb.d.to_bits());
-            let start = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xq));
+            let dx = act_scale(xb);
+            let start = if has_min(QT) {
+                zero
+            } else {
+                _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, offset, xq))
+            };
             for i in 0..RB {
                 let p = w[i].as_ptr().add(b * bb);
-                let s = _mm256_dpbusd_epi32(start, load_block::<QT>(p), xq);
-                let s = hsum_i32(s);
-                out[i][j] += s as f32 * (block_scale(p) * dx);
+                let d = _mm256_dpbusd_epi32(start, load_block::<QT>(p), xq);
+                let d = hsum_i32(d) as f32;
+                if has_min(QT) {
+                    let (dw, mw) = scale_min(p);
+                    out[i][j] += d * (dw * dx);
+                    off[i][j] += mw * s[j][b];
+                } else {
+                    out[i][j] += d * (block_scale(p) * dx);
+                }
             }
+        }
+    }
+    for i in 0..RB {
+        for j in 0..NT {
+            out[i][j] += off[i][j];
         }
     }
     out
@@ -282,7 +364,7 @@ pub(super) unsafe fn tile_q8_0<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q8, RB, NT>(w, x)
+    quant_tile::<Q8, RB, NT>(w, x, [&[]; NT])
 }
 
 /// # Safety
@@ -292,5 +374,37 @@ pub(super) unsafe fn tile_q4_0<const RB: usize, const NT: usize>(
     w: [&[u8]; RB],
     x: [&[BlockQ8_0]; NT],
 ) -> [[f32; NT]; RB] {
-    quant_tile::<Q4, RB, NT>(w, x)
+    quant_tile::<Q4, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn tile_q4_1<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q4_1, RB, NT>(w, x, s)
+}
+
+/// # Safety
+/// See [`quant_tile`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn tile_q5_0<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_0, RB, NT>(w, x, [&[]; NT])
+}
+
+/// # Safety
+/// See [`quant_tile`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(super) unsafe fn tile_q5_1<const RB: usize, const NT: usize>(
+    w: [&[u8]; RB],
+    x: [&[BlockQ8_0]; NT],
+    s: [&[f32]; NT],
+) -> [[f32; NT]; RB] {
+    quant_tile::<Q5_1, RB, NT>(w, x, s)
 }
