@@ -4,7 +4,7 @@
 //!
 //! Every kernel has a scalar reference ([`scalar`]) and SIMD versions chosen once at run time
 //! ([`Isa`]): on x86_64 AVX2+FMA+F16C, plus AVX-VNNI (256-bit `vpdpbusd` int8 dot) and AVX-512
-//! F/BW/VL/VNNI (512-bit tiles); on aarch64 NEON (+ `dotprod` for the int8 dot). By default each
+//! F/BW/VL/VNNI (512-bit tiles; quantized decode on 256 bits); on aarch64 NEON (+ `dotprod` for the int8 dot). By default each
 //! weight dtype uses the best available ISA whose kernels measured faster for it
 //! ([`Isa::selected_for`]); `TANDEM_CPU_ISA=scalar` (or the name of another available ISA)
 //! forces one ISA for every dtype.
@@ -115,15 +115,23 @@ impl Isa {
     }
 
     /// Whether this ISA's kernels for `dtype` measured faster than those of the ISAs before it
-    /// (`benches/matmul.rs` shapes, one thread, on a Sapphire Rapids Xeon; ratios to AVX2 in
-    /// decode / 64-token prefill). Where they did not, the default for `dtype` steps down.
-    /// - `Avx512`: f32 1.00/1.31, f16 1.04/1.58, bf16 1.03/1.66, q8_0 1.13/1.18, q4_0 1.00/1.31.
-    /// - `Avx2Vnni`: q4_0 1.05/1.19, but q8_0 0.94/1.06 (its plain kernels are AVX2's).
+    /// (`benches/matmul.rs` shapes, one thread, decode / 64-token prefill, on a 2-vCPU Xeon with
+    /// the Sapphire Rapids feature set; cpuinfo says "Intel(R) Xeon(R) Processor", family 6 model
+    /// 167). Where they did not, the default for `dtype` steps down.
+    /// - `Avx512`, against AVX2: f32 1.00/1.31, f16 1.04/1.58, bf16 1.03/1.66. Against AVX2+VNNI
+    ///   (the best lower ISA for them): q8_0 1.00/1.23, q4_0 1.01/1.18, q5_0 1.16/1.22, q5_1
+    ///   1.12/1.09, but q4_1 1.00/0.95 (the `m` vectors make its 4×4 prefill tile spill; a 2×4
+    ///   tile measured slower still), so q4_1 steps down where AVX-VNNI is there (against AVX2
+    ///   alone, AVX-512 is 1.08/1.12).
+    /// - `Avx2Vnni`, against AVX2: q8_0 1.04/1.27, q4_0 1.31/1.26, q4_1 1.07/1.18, q5_0 1.21/1.23,
+    ///   q5_1 1.12/1.09; its plain kernels are AVX2's.
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn pays_for(self, dtype: DType) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Vnni => dtype == DType::Q4_0,
+            Isa::Avx2Vnni => dtype.is_quantized(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => dtype != DType::Q4_1 || !Isa::detected().contains(&Isa::Avx2Vnni),
             _ => true,
         }
     }
