@@ -123,11 +123,11 @@ fn message(e: Error) -> String {
     }
 }
 
-/// Parses a `cpu_weights` setting: `auto` (as stored), `f32`, `f16`, `bf16`, `q8_0`, `q4_0`.
+/// Parses a `cpu_weights` setting: `auto` (as stored), `f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`.
 pub fn parse_cpu_weights(s: &str) -> Result<WeightFormat, AppError> {
     WeightFormat::parse(s).map_err(|_| {
         AppError::invalid(format!(
-            "cpu_weights {s:?} is not a weight format: expected auto, f32, f16, bf16, q8_0 or q4_0"
+            "cpu_weights {s:?} is not a weight format: expected auto, f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1"
         ))
     })
 }

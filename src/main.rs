@@ -155,7 +155,7 @@ struct ModelArgs {
     /// CPU threads (default: physical cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// How the CPU holds weights: auto (as stored), f32, f16, bf16, q8_0 or q4_0 (converted at load).
+    /// How the CPU holds weights: auto (as stored), f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (converted at load).
     #[arg(long, default_value = "auto")]
     cpu_weights: String,
 }

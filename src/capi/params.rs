@@ -54,7 +54,7 @@ pub struct tandem_engine_params {
     /// `TANDEM_QNN_CACHE_DIR` or `~/.cache/tandem/qnn`.
     pub cache_dir: *const c_char,
     /// How the CPU holds weights: NULL (default) = as stored, or "f32", "f16", "bf16", "q8_0",
-    /// "q4_0" (converted at load).
+    /// "q4_0", "q4_1", "q5_0", "q5_1" (converted at load).
     pub cpu_weights: *const c_char,
 }
 

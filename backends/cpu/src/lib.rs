@@ -1,6 +1,6 @@
 //! `tandem-cpu`: runs a [`tandem_graphs`] model on the CPU.
 //!
-//! * `kernels` — matmul/matvec for f32, f16, bf16, q8_0 and q4_0 weights, norms, activations;
+//! * `kernels` — matmul/matvec for f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 and q5_1 weights, norms, activations;
 //!   each with a scalar reference and SIMD versions picked at run time (AVX2+FMA+F16C on x86_64,
 //!   NEON with dotprod on aarch64).
 //! * `pool` — the persistent worker pool every kernel splits its rows across.

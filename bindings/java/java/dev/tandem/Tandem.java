@@ -54,7 +54,7 @@ public final class Tandem implements AutoCloseable {
         public String cacheDir;
         /**
          * How the CPU holds the weights: {@code "f32"}, {@code "f16"}, {@code "bf16"},
-         * {@code "q8_0"}, {@code "q4_0"}; {@code null} or {@code "auto"} = as stored.
+         * {@code "q8_0"}, {@code "q4_0"}, {@code "q4_1"}, {@code "q5_0"}, {@code "q5_1"}; {@code null} or {@code "auto"} = as stored.
          */
         public String cpuWeights;
     }
